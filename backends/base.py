@@ -1,0 +1,83 @@
+"""The contract every backend meets: a model in, logits and input gradients out, as numpy."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# The backward rule at every ReLU (R = gradient from above, x = forward input):
+#   vanilla  R·[x>0]        (Simonyan et al. 2013)
+#   deconv   R·[R>0]        (Zeiler & Fergus 2014)
+#   guided   R·[x>0]·[R>0]  (Springenberg et al. 2014)
+METHODS = ("guided", "vanilla", "deconv")
+RANDOM_SEED = 0
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """What `--weights` asked for: ImageNet from the framework's cache, seeded random, or a file."""
+
+    kind: str  # "imagenet" | "random" | "file"
+    path: Path | None = None
+    seed: int = RANDOM_SEED
+
+    @classmethod
+    def parse(cls, text: str) -> WeightsSpec:
+        if text in ("imagenet", "random"):
+            return cls(text)
+        return cls("file", Path(text))
+
+    @property
+    def is_random(self) -> bool:
+        return self.kind == "random"
+
+    def describe(self) -> str:
+        if self.kind == "file":
+            return str(self.path)
+        if self.kind == "random":
+            return f"random (seed {self.seed}, NOT trained)"
+        return "imagenet"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What was loaded, for result lines, JSON and PNG metadata."""
+
+    backend: str
+    model: str
+    num_classes: int
+    weights: WeightsSpec
+    device: str
+
+
+@dataclass
+class Explanation:
+    """One batch's result. Saliency is the gradient of the target logit w.r.t. the model input."""
+
+    logits: np.ndarray  # (N, classes) float32
+    targets: np.ndarray  # (N, K) int64
+    saliency: dict[str, np.ndarray] = field(default_factory=dict)  # method → (N, K, H, W, 3)
+    relus: dict[str, int] = field(default_factory=dict)  # method → ReLUs overridden in its pass
+
+
+class Backend(ABC):
+    """A loaded model that can explain batches of preprocessed images (N, H, W, 3, float32)."""
+
+    info: ModelInfo
+
+    @abstractmethod
+    def explain(
+        self,
+        images: np.ndarray,
+        methods: Sequence[str],
+        targets: np.ndarray | None = None,
+        top_k: int = 1,
+    ) -> Explanation:
+        """Forward once, then take each method's gradient for each target.
+
+        With `targets` None, the targets are each image's `top_k` most likely classes.
+        """

@@ -1,0 +1,5 @@
+"""Lets `python -m gbp_cli` behave exactly like the `gbp` script."""
+
+from gbp_cli.cli import main
+
+main()

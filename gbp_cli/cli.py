@@ -1,0 +1,132 @@
+"""The `gbp` command line. It parses and wires; the work happens in the modules it calls."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from gbp_cli import __version__
+from gbp_cli.errors import GbpError
+
+METHOD_CHOICES = ("guided", "vanilla", "deconv")
+FORMAT_CHOICES = ("color", "npy")
+
+
+class GbpCommandError(click.ClickException):
+    """A GbpError shown as one `gbp: …` line, exit 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:  # type: ignore[override]
+        click.echo(f"gbp: {self.message}", err=True)
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except GbpError as e:
+            raise GbpCommandError(str(e)) from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gbp", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Saliency maps (Guided Backpropagation, vanilla gradient, DeconvNet) for DenseNet201,
+    from PyTorch or TensorFlow.
+
+    Caveat: guided-backprop and DeconvNet maps largely show the photo's edges and barely depend on
+    the class or the model's top layers (Adebayo et al. 2018). Read them as "what the network can
+    see", not as proof of what it decided on.
+    """
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--backend", type=click.Choice(["torch", "tf"]), default="torch", show_default=True)
+@click.option(
+    "--method",
+    "methods",
+    type=click.Choice(METHOD_CHOICES),
+    multiple=True,
+    help="Repeatable. guided: Springenberg 2014; vanilla: the plain gradient; deconv: Zeiler 2014."
+    "  [default: guided]",
+)
+@click.option(
+    "--target", help="Class to explain: an index or a (prefix of a) name. Default: top-1."
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Explain each of the K most likely classes (the class joins the file name).",
+)
+@click.option(
+    "--weights",
+    default="imagenet",
+    show_default=True,
+    metavar="imagenet|random|PATH",
+    help="ImageNet from the framework's cache, seeded random (untrained!), or a state_dict.",
+)
+@click.option(
+    "--labels",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Class names, one per line, for a checkpoint with its own classes.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("saliency"),
+    show_default=True,
+)
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(FORMAT_CHOICES),
+    multiple=True,
+    help="Repeatable. color: the signed gradient as a picture; npy: raw float32 H×W×3."
+    "  [default: color]",
+)
+@click.option(
+    "--resize",
+    type=click.Choice(["squash", "crop"]),
+    default="squash",
+    show_default=True,
+    help="squash: the whole photo to 224×224; crop: torchvision's 256 resize + centre crop.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Redo outputs that already exist (default: keep them)."
+)
+@click.option("-0", "--null", is_flag=True, help="With '-', paths on stdin are NUL-separated.")
+@click.pass_context
+def explain(ctx: click.Context, inputs: tuple[str, ...], **options) -> None:
+    """Write saliency maps for each INPUT (image files, folders, or '-' for paths on stdin)."""
+    from gbp_cli.app import explain_command
+
+    failures = explain_command(inputs, **options)
+    ctx.exit(1 if failures else 0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: exit 0/1/2 as documented, 130 on Ctrl-C, no tracebacks for users."""
+    try:
+        code = cli.main(args=argv, prog_name="gbp", standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("gbp: interrupted", err=True)
+        code = 130
+    except click.ClickException as e:
+        e.show()
+        code = e.exit_code
+    except BrokenPipeError:  # `gbp … | head`: the reader left, which is not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code or 0)

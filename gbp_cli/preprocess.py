@@ -1,0 +1,125 @@
+"""Photo → model input: decoding, orientation, RGB, resize and ImageNet normalisation.
+
+numpy and PIL only, so both backends see bit-identical inputs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from gbp_cli.errors import InputError
+
+SIZE = 224
+CROP_RESIZE = 256
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+RESIZE_MODES = ("squash", "crop")
+_HIGH_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the model's 224×224 view sits in the upright photo, so maps can be laid back on it."""
+
+    width: int
+    height: int
+    box: tuple[int, int, int, int]  # left, top, right, bottom in photo pixels
+
+
+def open_rgb(path: Path) -> Image.Image:
+    """Decode the first frame upright and as RGB; anything unusable becomes one InputError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.seek(0)
+                image.load()
+                upright = ImageOps.exif_transpose(image)
+                return to_rgb(upright)
+    except FileNotFoundError:
+        raise InputError("no such file") from None
+    except IsADirectoryError:
+        raise InputError("is a directory") from None
+    except UnidentifiedImageError:
+        raise InputError("not an image PIL can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InputError(f"refused as a decompression bomb: {e}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise InputError(f"corrupt or truncated image: {e}") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit RGB: high bit depths rescaled (not clipped), alpha over white."""
+    if image.mode in _HIGH_BIT_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) <= 65535 else None
+        if image.mode == "F" or top is None:
+            low, high = float(values.min(initial=0)), float(values.max(initial=1))
+            values = (values - low) / max(high - low, 1e-12)
+        else:
+            values = values / top
+        gray = Image.fromarray(np.round(np.clip(values, 0, 1) * 255).astype(np.uint8), "L")
+        return gray.convert("RGB")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def fit(image: Image.Image, resize: str) -> tuple[Image.Image, Geometry]:
+    """An RGB photo at 224×224: `squash` keeps all of it, `crop` is torchvision's eval view."""
+    width, height = image.size
+    if resize == "squash":
+        view = image if image.size == (SIZE, SIZE) else image.resize((SIZE, SIZE), Image.BILINEAR)
+        return view, Geometry(width, height, (0, 0, width, height))
+    if resize != "crop":
+        raise ValueError(f"unknown resize mode {resize!r}")
+    # torchvision: Resize(256) scales the shorter side, truncating the longer; CenterCrop rounds.
+    short, long = min(width, height), max(width, height)
+    new_long = int(CROP_RESIZE * long / short)
+    new_w, new_h = (CROP_RESIZE, new_long) if width <= height else (new_long, CROP_RESIZE)
+    resized = image.resize((new_w, new_h), Image.BILINEAR)
+    top = round((new_h - SIZE) / 2.0)
+    left = round((new_w - SIZE) / 2.0)
+    view = resized.crop((left, top, left + SIZE, top + SIZE))
+    sx, sy = width / new_w, height / new_h
+    box = (
+        round(left * sx),
+        round(top * sy),
+        round((left + SIZE) * sx),
+        round((top + SIZE) * sy),
+    )
+    return view, Geometry(width, height, box)
+
+
+def normalize(view: Image.Image) -> np.ndarray:
+    """RGB 224×224 → float32 H×W×3 scaled to [0, 1] and standardised with ImageNet's mean/std."""
+    pixels = np.asarray(view, dtype=np.float32) / np.float32(255.0)
+    return (pixels - MEAN) / STD
+
+
+def denormalize(x: np.ndarray) -> np.ndarray:
+    """Model input back to [0, 1] RGB, for drawing."""
+    return np.clip(x * STD + MEAN, 0.0, 1.0)
+
+
+@dataclass
+class Prepared:
+    """One photo ready for a backend: its model input plus what rendering needs later."""
+
+    array: np.ndarray
+    geometry: Geometry
+
+
+def prepare(path: Path, resize: str) -> Prepared:
+    """The whole shared preprocessing for one file."""
+    view, geometry = fit(open_rgb(path), resize)
+    return Prepared(normalize(view), geometry)
