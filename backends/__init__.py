@@ -17,23 +17,24 @@ __all__ = [
     "open_backend",
 ]
 
-# name → (module, framework modules it needs, pip extra)
-BACKENDS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "torch": ("backends.torch_backend", ("torch", "torchvision"), "torch"),
-    "tf": ("backends.tf_backend", ("tensorflow",), "tf"),
+# name → (modules to import in order, the last one the backend; frameworks it needs; pip extra)
+BACKENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    "torch": (("backends.torch_backend",), ("torch", "torchvision"), "torch"),
+    "tf": (("backends.tf_env", "backends.tf_backend"), ("tensorflow", "keras", "h5py"), "tf"),
 }
 
 
 def open_backend(name: str, weights: WeightsSpec, device: str) -> Backend:
     """Import a backend's framework on demand and build its model once."""
-    module_name, needs, extra = BACKENDS[name]
-    for framework in needs:
-        try:
-            importlib.import_module(framework)
-        except ImportError:
-            raise GbpError(
-                f"the {name} backend needs {framework}, which is not installed: "
-                f"pip install 'gbp[{extra}]'"
-            ) from None
-    module = importlib.import_module(module_name)
+    module_names, needs, extra = BACKENDS[name]
+    try:
+        module = [importlib.import_module(m) for m in module_names][-1]
+    except ImportError as e:
+        missing = (e.name or "").split(".")[0]
+        if missing not in needs:
+            raise
+        raise GbpError(
+            f"the {name} backend needs {missing}, which is not installed: "
+            f"pip install 'gbp[{extra}]'"
+        ) from None
     return module.load(weights, device)

@@ -52,6 +52,7 @@ class ModelInfo:
     num_classes: int
     weights: WeightsSpec
     device: str
+    warnings: tuple[str, ...] = ()  # things the user must hear, e.g. ReLUs that were not reached
 
 
 @dataclass
@@ -81,3 +82,6 @@ class Backend(ABC):
 
         With `targets` None, the targets are each image's `top_k` most likely classes.
         """
+
+    def plan(self, images: int | None, batch_size: int) -> None:  # noqa: B027
+        """Told how many images are coming (None: a stream), so a backend can pick how to run."""

@@ -126,6 +126,12 @@ class TorchBackend(Backend):
             parameter.requires_grad_(False)
         self.info = info
 
+    def state(self) -> dict[str, np.ndarray]:
+        """The weights as torchvision-layout numpy arrays (to hand the very same to TF)."""
+        return {
+            k: v.detach().cpu().contiguous().numpy() for k, v in self.model.state_dict().items()
+        }
+
     def explain(
         self,
         images: np.ndarray,

@@ -107,6 +107,13 @@ def cli() -> None:
     "--overwrite", is_flag=True, help="Redo outputs that already exist (default: keep them)."
 )
 @click.option("-0", "--null", is_flag=True, help="With '-', paths on stdin are NUL-separated.")
+@click.option(
+    "--tf-mode",
+    type=click.Choice(["auto", "eager", "graph", "xla"]),
+    default="auto",
+    show_default=True,
+    help="TensorFlow execution: auto picks eager for a few photos, a compiled graph for more.",
+)
 @click.pass_context
 def explain(ctx: click.Context, inputs: tuple[str, ...], **options) -> None:
     """Write saliency maps for each INPUT (image files, folders, or '-' for paths on stdin)."""
@@ -114,6 +121,46 @@ def explain(ctx: click.Context, inputs: tuple[str, ...], **options) -> None:
 
     failures = explain_command(inputs, **options)
     ctx.exit(1 if failures else 0)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--weights", default="imagenet", show_default=True, metavar="imagenet|random|PATH")
+@click.option(
+    "--method",
+    "methods",
+    type=click.Choice(METHOD_CHOICES),
+    multiple=True,
+    help="Repeatable.  [default: guided]",
+)
+@click.option(
+    "--resize", type=click.Choice(["squash", "crop"]), default="squash", show_default=True
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.pass_context
+def parity(ctx: click.Context, inputs: tuple[str, ...], **options) -> None:
+    """Explain each image with both backends and the same weights; report how far apart they are.
+
+    Prints logits' max difference and each map's relative L2 error; exits 1 if any is over
+    tolerance (logits 1e-3; guided and deconv 1e-3; vanilla 5e-3).
+    """
+    from gbp_cli.app import parity_command
+
+    ctx.exit(1 if parity_command(inputs, **options) else 0)
+
+
+@cli.command()
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace DESTINATION if it exists.")
+def convert(source: Path, destination: Path, overwrite: bool) -> None:
+    """Convert DenseNet121/169/201 weights: torchvision .pth ↔ Keras .weights.h5 (either way)."""
+    from gbp_cli.app import convert_command
+
+    convert_command(source, destination, overwrite)
 
 
 def main(argv: list[str] | None = None) -> None:

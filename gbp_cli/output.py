@@ -6,7 +6,6 @@ import io
 import os
 import tempfile
 from pathlib import Path, PurePath
-from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, PngImagePlugin
@@ -51,31 +50,49 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> bool:
-    """Write via a temp file in the same folder and a rename; False if `path` exists and is kept.
+class AtomicFile:
+    """A temp path in the target's folder; on success it is published, on any failure removed.
 
-    Without `overwrite`, publishing is a hard link, which refuses to replace a file that appeared
-    meanwhile. The temp file is removed on any failure, Ctrl-C included.
+    Without `overwrite`, publishing is a hard link, which refuses to replace a file that exists or
+    appeared meanwhile; `published` then stays False.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            _write_all(handle, data)
-        os.chmod(temp, 0o666 & ~_UMASK)
-        return _publish(temp, path, overwrite)
-    finally:
-        if os.path.lexists(temp):
-            os.unlink(temp)
+
+    def __init__(self, path: Path, overwrite: bool = False, suffix: str = ".part") -> None:
+        self.path = path
+        self.overwrite = overwrite
+        self.suffix = suffix
+        self.published = False
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=self.suffix
+        )
+        os.close(fd)
+        self.temp = Path(temp)
+        return self.temp
+
+    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            if error_type is None:
+                os.chmod(self.temp, 0o666 & ~_UMASK)
+                self.published = _publish(self.temp, self.path, self.overwrite)
+        finally:
+            if os.path.lexists(self.temp):
+                os.unlink(self.temp)
 
 
-def _write_all(handle: BinaryIO, data: bytes) -> None:
-    handle.write(data)
-    handle.flush()
-    os.fsync(handle.fileno())
+def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> bool:
+    """Write `data` to `path` atomically; False if `path` already existed and was kept."""
+    target = AtomicFile(path, overwrite)
+    with target as temp, temp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return target.published
 
 
-def _publish(temp: str, path: Path, overwrite: bool) -> bool:
+def _publish(temp: Path, path: Path, overwrite: bool) -> bool:
     if overwrite:
         os.replace(temp, path)
         return True

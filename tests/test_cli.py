@@ -18,11 +18,18 @@ from gbp_cli.cli import cli
 from tests.conftest import make_photo, seeded_densenet
 
 ROOT = Path(__file__).resolve().parents[1]
-FRAMEWORKS = ["torch", "torchvision", "tensorflow", "keras"]
-NO_FRAMEWORKS = (  # None in sys.modules makes `import torch` raise ImportError
-    f"import sys\nsys.modules.update(dict.fromkeys({FRAMEWORKS}))\n"
-    "from gbp_cli.cli import main; main(sys.argv[1:])"
-)
+FRAMEWORKS = ("torch", "torchvision", "tensorflow", "keras")
+
+
+def without(*modules: str) -> str:
+    """Python code that runs gbp's main with `modules` made unimportable (None in sys.modules)."""
+    return (
+        f"import sys\nsys.modules.update(dict.fromkeys({list(modules)}))\n"
+        "from gbp_cli.cli import main; main(sys.argv[1:])"
+    )
+
+
+NO_FRAMEWORKS = without(*FRAMEWORKS)
 
 
 def gbp(*args: str | Path, input: str | None = None):

@@ -1,0 +1,167 @@
+"""TensorFlow backend: Keras DenseNet with @tf.custom_gradient ReLUs, eager or compiled.
+
+A single photo runs eagerly: tracing costs more than it saves. A folder runs in a tf.function
+traced once (a None batch dimension, so a short last batch does not retrace), and a large folder
+under XLA, whose longer compile pays for itself; an XLA batch is padded to a fixed shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from backends.base import Backend, Explanation, ModelInfo, WeightsSpec
+from backends.tf_relus import ReluRules, override_relus, unreached_relus
+from gbp_cli.errors import GbpError
+
+MODES = ("eager", "graph", "xla")
+# Measured for DenseNet201 guided backprop on the 2-core dev CPU (bench/bench.py --tf-modes):
+# per batch size, (extra seconds the first call costs, seconds per image after it). They decide
+# only which mode runs, never what it computes.
+COST = {
+    "eager": {1: (0.5, 0.85), 8: (4.0, 0.27)},
+    "graph": {1: (5.0, 0.13), 8: (7.1, 0.087)},
+    "xla": {1: (19.4, 0.096), 8: (22.0, 0.085)},
+}
+
+
+def choose_mode(images: int | None, batch_size: int) -> str:
+    """The mode with the least expected total time for this many images (None: a stream)."""
+    if images is None:
+        return "graph"
+    per = 1 if min(images, batch_size) < 4 else 8
+
+    def total(mode: str) -> float:
+        first, each = COST[mode][per]
+        return first + images * each
+
+    return min(MODES, key=total)
+
+
+def resolve_device(device: str) -> str:
+    gpus = tf.config.list_physical_devices("GPU")
+    if device == "cuda" and not gpus:
+        raise GbpError("--device cuda: TensorFlow sees no GPU (use --device cpu or auto)")
+    return "/GPU:0" if device != "cpu" and gpus else "/CPU:0"
+
+
+class TFBackend(Backend):
+    """A Keras model whose ReLUs follow `rules`; gradients w.r.t. the input only."""
+
+    def __init__(self, model: tf.keras.Model, info: ModelInfo, device: str) -> None:
+        self.model = model
+        self.info = info
+        self.device = device
+        self.rules = ReluRules()
+        self.overridden = override_relus(model, self.rules)
+        self.mode = "eager"
+        self.batch_size = 0
+        self._functions: dict[tuple, Callable] = {}
+        self._relus: dict[tuple, dict[str, int]] = {}
+
+    def plan(self, images: int | None, batch_size: int) -> None:
+        self.mode = choose_mode(images, batch_size)
+        self.batch_size = batch_size
+
+    def _pass(self, images: tf.Tensor, targets: tf.Tensor | None, methods: tuple[str, ...], k: int):
+        """Forward once; one input gradient per (method, target). Python: runs at trace time."""
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(images)
+            logits = self.model(images, training=False)
+            if targets is None:
+                targets = tf.math.top_k(logits, k=k).indices
+            scores = [
+                tf.reduce_sum(tf.gather(logits, targets[:, j], batch_dims=1)) for j in range(k)
+            ]
+        saliency, relus = {}, {}
+        for method in methods:
+            self.rules.method = method
+            before = self.rules.applied
+            saliency[method] = tf.stack([tape.gradient(s, images) for s in scores], axis=1)
+            relus[method] = (self.rules.applied - before) // k
+        self._relus[(methods, k)] = relus
+        return logits, targets, saliency
+
+    def _function(self, methods: tuple[str, ...], k: int, given: bool) -> Callable:
+        key = (self.mode, methods, k, given)
+        if key not in self._functions:
+            run = lambda x, t=None: self._pass(x, t, methods, k)  # noqa: E731
+            if self.mode == "eager":
+                self._functions[key] = run
+            else:
+                spec = [tf.TensorSpec([None, *self.model.inputs[0].shape[1:]], tf.float32)]
+                if given:
+                    spec.append(tf.TensorSpec([None, k], tf.int32))
+                self._functions[key] = tf.function(
+                    run, input_signature=spec, jit_compile=self.mode == "xla", reduce_retracing=True
+                )
+        return self._functions[key]
+
+    def explain(
+        self,
+        images: np.ndarray,
+        methods: Sequence[str],
+        targets: np.ndarray | None = None,
+        top_k: int = 1,
+    ) -> Explanation:
+        n = len(images)
+        k = top_k if targets is None else targets.shape[1]
+        batch = np.asarray(images, dtype=np.float32)  # becomes a tf.Tensor below
+        wanted = None if targets is None else np.asarray(targets, dtype=np.int32)
+        if self.mode == "xla" and n < self.batch_size:  # one static shape: one compile
+            batch = np.concatenate(
+                [batch, np.zeros((self.batch_size - n, *batch.shape[1:]), batch.dtype)]
+            )
+            if wanted is not None:
+                wanted = np.concatenate([wanted, np.zeros((self.batch_size - n, k), np.int32)])
+        function = self._function(tuple(methods), k, wanted is not None)
+        with tf.device(self.device):
+            args = [tf.convert_to_tensor(batch)]
+            if wanted is not None:
+                args.append(tf.convert_to_tensor(wanted))
+            logits, chosen, saliency = function(*args)
+        return Explanation(
+            logits=logits.numpy()[:n].astype(np.float32),
+            targets=chosen.numpy()[:n].astype(np.int64),
+            saliency={m: g.numpy()[:n] for m, g in saliency.items()},
+            relus=dict(self._relus[(tuple(methods), k)]),
+        )
+
+
+def load(weights: WeightsSpec, device: str) -> TFBackend:
+    """Build the Keras model the weights describe."""
+    from backends.tf_weights import build_model
+
+    placement = resolve_device(device)
+    with tf.device(placement):
+        model, name = build_model(weights)
+    num_classes = int(model.outputs[0].shape[-1])
+    info = ModelInfo("tf", name, num_classes, weights, "cuda" if "GPU" in placement else "cpu")
+    backend = TFBackend(model, info, placement)
+    if name == "keras model":  # anything may hide in a user's model; DenseNets are known clean
+        backend.info = dataclasses.replace(info, warnings=unreached_warnings(backend.model))
+    return backend
+
+
+def unreached_warnings(model: tf.keras.Model) -> tuple[str, ...]:
+    return tuple(
+        f"layer {layer!r} applies a ReLU that gbp cannot reach: it keeps its ordinary gradient"
+        for layer in unreached_relus(model)
+    )
+
+
+def wrap_keras_model(
+    model: tf.keras.Model, weights: WeightsSpec, device: str = "auto"
+) -> TFBackend:
+    """A backend around a user's Keras model, which is cloned first and so left unchanged."""
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    info = ModelInfo("tf", model.name, int(model.outputs[0].shape[-1]), weights, device)
+    backend = TFBackend(clone, info, resolve_device(device))
+    backend.info = dataclasses.replace(info, warnings=unreached_warnings(clone))
+    return backend

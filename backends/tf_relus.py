@@ -1,0 +1,119 @@
+"""TensorFlow backend's ReLU override: every ReLU becomes a @tf.custom_gradient with the rule.
+
+Keras ReLUs come as `Activation("relu")` layers, `activation=relu` inside Conv/Dense layers, and
+`keras.layers.ReLU` layers (with max_value, threshold, negative_slope); nested models hold more.
+All are rerouted through `ReluRules.relu`. ReLUs hidden in code (a Lambda, `keras.ops.relu` inside
+a custom layer) cannot be rerouted, so `unreached_relus` finds them in the traced graph instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator
+
+import keras
+import tensorflow as tf
+
+SCOPE = "gbp_relu"
+_RELU_FUNCTIONS = {keras.activations.relu, tf.nn.relu, keras.ops.relu}
+_RELU_OPS = {"Relu", "Relu6", "LeakyRelu"}
+
+
+def is_relu(function: object) -> bool:
+    return function in _RELU_FUNCTIONS or getattr(function, "__name__", None) == "relu"
+
+
+class ReluRules:
+    """Holds the method; the rule is read whenever a gradient graph is built (eager or traced)."""
+
+    def __init__(self) -> None:
+        self.method = "vanilla"
+        self.applied = 0  # rule applications since the counter was last reset
+
+    def rule(self, dy: tf.Tensor, derivative: tf.Tensor) -> tf.Tensor:
+        """The gradient passed down, given R = dy and the ReLU's own local derivative."""
+        self.applied += 1
+        if self.method == "deconv":
+            return tf.nn.relu(dy)  # R·[R>0], the forward sign ignored
+        slope = tf.cast(derivative, dy.dtype)  # computed in the incoming gradient's dtype
+        if self.method == "guided":
+            return tf.nn.relu(dy) * slope  # R·[x>0]·[R>0]
+        return dy * slope  # vanilla: R·[x>0]
+
+    def relu(
+        self,
+        x: tf.Tensor,
+        negative_slope: float = 0.0,
+        max_value: float | None = None,
+        threshold: float = 0.0,
+    ) -> tf.Tensor:
+        """keras.activations.relu forward; the method's rule backward."""
+
+        @tf.custom_gradient
+        def overridden(x: tf.Tensor):
+            with tf.name_scope(SCOPE):
+                y = keras.activations.relu(
+                    x, negative_slope=negative_slope, max_value=max_value, threshold=threshold
+                )
+
+            def backward(dy: tf.Tensor) -> tf.Tensor:
+                return self.rule(dy, local_derivative(x, negative_slope, max_value, threshold))
+
+            return y, backward
+
+        return overridden(x)
+
+
+def local_derivative(
+    x: tf.Tensor, negative_slope: float, max_value: float | None, threshold: float
+) -> tf.Tensor:
+    """d relu / dx: [x > threshold] for a plain ReLU; slope below, 0 above max_value otherwise."""
+    if negative_slope == 0.0 and max_value is None:
+        return x > threshold
+    derivative = tf.where(x > threshold, tf.ones_like(x), tf.fill(tf.shape(x), negative_slope))
+    if max_value is not None:
+        derivative = tf.where(x < max_value, derivative, tf.zeros_like(x))
+    return derivative
+
+
+def all_layers(model: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
+    """Every layer, nested models' layers included."""
+    for layer in getattr(model, "layers", ()):
+        yield layer
+        yield from all_layers(layer)
+
+
+def override_relus(model: keras.Model, rules: ReluRules) -> int:
+    """Reroute every reachable ReLU of `model` (in place) through `rules`; returns how many."""
+    count = 0
+    for layer in all_layers(model):
+        if isinstance(layer, keras.layers.ReLU):
+            layer.call = functools.partial(
+                rules.relu,
+                negative_slope=float(layer.negative_slope),
+                max_value=None if layer.max_value is None else float(layer.max_value),
+                threshold=float(layer.threshold),
+            )
+            count += 1
+        elif is_relu(getattr(layer, "activation", None)):
+            layer.activation = rules.relu
+            count += 1
+    return count
+
+
+def unreached_relus(model: keras.Model) -> list[str]:
+    """Layers whose ReLU ops the override could not reach, found by tracing the forward pass."""
+    shape = [1 if d is None else d for d in model.inputs[0].shape]
+    forward = tf.function(lambda x: model(x, training=False))
+    graph = forward.get_concrete_function(tf.TensorSpec(shape, model.inputs[0].dtype)).graph
+    names = {layer.name for layer in all_layers(model)}
+    found = []
+    for op in graph.get_operations():
+        if op.type in _RELU_OPS and SCOPE not in op.name:
+            parts = op.name.split("/")[:-1]
+            candidates = [c for p in reversed(parts) for c in (p, re.sub(r"_\d+$", "", p))]
+            layer = next((c for c in candidates if c in names), op.name)
+            if layer not in found:
+                found.append(layer)
+    return found

@@ -1,0 +1,140 @@
+"""The same photo and weights through both backends, and weight conversion between them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("backends.tf_env")  # TensorFlow, imported safely
+
+from backends import WeightsSpec, open_backend  # noqa: E402
+from gbp_cli.parity import TOLERANCE, compare  # noqa: E402
+from gbp_cli.preprocess import prepare  # noqa: E402
+from tests.conftest import make_photo, seeded_densenet  # noqa: E402
+from tests.test_cli import gbp, one_line  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ("guided", "vanilla", "deconv")
+
+
+@pytest.fixture(scope="module")
+def both(densenet_checkpoint: Path):
+    """Both backends from one seeded torch checkpoint with non-trivial BatchNorm statistics."""
+    spec = WeightsSpec("file", densenet_checkpoint)
+    return open_backend("torch", spec, "cpu"), open_backend("tf", spec, "cpu")
+
+
+def test_backends_agree_on_logits_and_every_method(both) -> None:
+    torch_backend, tf_backend = both
+    names = ["chelsea.png", "rocket.jpg"]
+    images = np.stack([prepare(ROOT / "sample_images" / n, "squash").array for n in names])
+    rows = compare(names, images, METHODS, torch_backend, tf_backend)
+    assert len(rows) == 6
+    for row in rows:
+        assert row.logits <= TOLERANCE["logits"], row
+        assert row.saliency <= TOLERANCE[row.method], row
+        assert row.saliency > 0  # two frameworks, not one result compared with itself
+
+
+def test_tf_reports_201_relus_and_the_torch_targets(both) -> None:
+    _, tf_backend = both
+    images = np.random.default_rng(0).normal(size=(2, 224, 224, 3)).astype(np.float32)
+    result = tf_backend.explain(images, METHODS, targets=np.array([[3], [7]]))
+    assert result.relus == {m: 201 for m in METHODS}
+    assert result.targets.tolist() == [[3], [7]]
+
+
+def test_random_weights_are_the_same_network_in_both(tmp_path: Path) -> None:
+    photo = make_photo(tmp_path / "p.png", size=(224, 224))
+    result = gbp("parity", photo, "--weights", "random", "--method", "guided", "--method", "deconv")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and all(line.endswith("\tok") for line in lines)
+
+
+def test_parity_with_cached_imagenet_weights_hands_tf_the_same_file(
+    offline_torch_home: Path, densenet_checkpoint: Path, tmp_path: Path
+) -> None:
+    cache = offline_torch_home / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    (cache / "densenet201-c1103571.pth").write_bytes(densenet_checkpoint.read_bytes())
+    result = gbp("parity", make_photo(tmp_path / "p.png"), "--method", "vanilla")
+    assert result.exit_code == 0, result.output
+    assert one_line(result.stdout).endswith("\tok")
+
+
+def state_of(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def test_torch_keras_torch_round_trip_is_bit_exact(
+    densenet_checkpoint: Path, tmp_path: Path
+) -> None:
+    keras_file, back = tmp_path / "d.weights.h5", tmp_path / "back.pth"
+    there = gbp("convert", densenet_checkpoint, keras_file)
+    assert there.exit_code == 0, there.output
+    assert "densenet201, 1000 classes" in there.stdout
+    assert gbp("convert", keras_file, back).exit_code == 0
+    original, returned = state_of(densenet_checkpoint), state_of(back)
+    assert original.keys() == returned.keys()
+    assert all(torch.equal(original[k], returned[k]) for k in original)
+
+
+def test_a_fine_tuned_densenet121_converts_and_explains(tmp_path: Path) -> None:
+    source = tmp_path / "pets.pth"
+    torch.save(seeded_densenet("densenet121", num_classes=7).state_dict(), source)
+    keras_file = tmp_path / "pets.weights.h5"
+    result = gbp("convert", source, keras_file)
+    assert result.exit_code == 0 and "densenet121, 7 classes" in result.stdout
+    labels = tmp_path / "pets.txt"
+    labels.write_text("\n".join(f"pet{i}" for i in range(7)))
+    photo = make_photo(tmp_path / "p.png")
+    outputs = {}
+    for name, weights in [("torch", source), ("tf", keras_file)]:
+        out = tmp_path / name
+        run = gbp(
+            "explain",
+            photo,
+            "--backend",
+            name,
+            "--weights",
+            weights,
+            "--labels",
+            labels,
+            "--out",
+            out,
+            "--format",
+            "npy",
+        )
+        assert run.exit_code == 0, run.output
+        assert "121 ReLUs" in run.stdout and "pet" in run.stdout
+        outputs[name] = np.load(out / "p.guided.npy")
+    error = np.linalg.norm(outputs["torch"] - outputs["tf"]) / np.linalg.norm(outputs["torch"])
+    assert error <= TOLERANCE["guided"]
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (("a.pth", "b.pt"), "both torch files"),
+        (("a.pth", "b.h5"), "name ending .weights.h5"),
+        (("a.pth", "b.txt"), "expected a .pth"),
+        (("missing.pth", "b.weights.h5"), "no such file"),
+    ],
+)
+def test_convert_errors_are_one_line(names, message: str, tmp_path: Path) -> None:
+    result = gbp("convert", *(tmp_path / n for n in names))
+    assert result.exit_code == 2
+    assert message in one_line(result.stderr)
+
+
+def test_convert_never_overwrites_without_asking(densenet_checkpoint: Path, tmp_path: Path) -> None:
+    target = tmp_path / "d.weights.h5"
+    target.write_bytes(b"precious")
+    result = gbp("convert", densenet_checkpoint, target)
+    assert result.exit_code == 2 and "--overwrite" in one_line(result.stderr)
+    assert target.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.weights.h5"]

@@ -1,0 +1,148 @@
+"""The TF backend's @tf.custom_gradient ReLUs: the rules by hand, every Keras ReLU form, modes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("backends.tf_env")  # TensorFlow, imported safely
+import keras
+import tensorflow as tf
+
+from backends.base import WeightsSpec
+from backends.tf_backend import TFBackend, choose_mode, wrap_keras_model
+from backends.tf_relus import ReluRules, override_relus, unreached_relus
+from tests.test_torch_rules import HAND_COMPUTED
+
+KERNELS = [
+    [[1, -1], [-1, 2]],
+    [[1, 1], [2, -1]],
+    [[1, -2], [1, 1]],
+    [[-1, 2], [1, -2]],
+    [[1, -1], [0, 1]],
+]
+
+
+def dense(i: int, activation: str | None = None) -> keras.layers.Dense:
+    layer = keras.layers.Dense(2, use_bias=False, activation=activation, name=f"dense{i}")
+    layer.build((None, 2))
+    layer.set_weights([np.array(KERNELS[i], np.float32).T])  # Keras kernels are (in, out)
+    return layer
+
+
+def tiny() -> keras.Model:
+    """The torch test's tiny net, each ReLU in a different Keras form (one in a nested model)."""
+    x = keras.Input((2,))
+    h = keras.layers.Activation("relu")(dense(0)(x))  # pre-activation [-1, 3]
+    h = dense(1, activation="relu")(h)  # [3, -3]
+    h = keras.layers.ReLU()(dense(2)(h))  # [3, 3]
+    inner = keras.Input((2,))
+    h = keras.Model(inner, dense(3, activation="relu")(inner), name="nested")(h)  # [3, -3]
+    return keras.Model(x, dense(4)(h))  # logits [3, 0]
+
+
+@pytest.mark.parametrize("method", sorted(HAND_COMPUTED))
+def test_rules_match_the_hand_computed_values(method: str) -> None:
+    backend = wrap_keras_model(tiny(), WeightsSpec("random"), "cpu")
+    result = backend.explain(np.array([[1.0, 2.0]], np.float32), [method], np.array([[0]]))
+    np.testing.assert_allclose(result.logits, [[3.0, 0.0]])
+    assert result.saliency[method][0, 0].tolist() == HAND_COMPUTED[method]
+    assert result.relus[method] == 4
+
+
+def test_the_users_model_is_left_unchanged() -> None:
+    model = tiny()
+    x = tf.constant([[1.0, 2.0]])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        score = model(x)[0, 0]
+    before = tape.gradient(score, x).numpy()
+    wrap_keras_model(model, WeightsSpec("random"), "cpu").explain(x.numpy(), ["guided"])
+    assert model.layers[2].activation is keras.activations.relu
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        score = model(x)[0, 0]
+    np.testing.assert_array_equal(tape.gradient(score, x).numpy(), before)
+    np.testing.assert_array_equal(before[0], HAND_COMPUTED["vanilla"])
+
+
+def capped(x: list[float], dy: list[float], method: str) -> list[float]:
+    rules = ReluRules()
+    rules.method = method
+    xs = tf.constant([x])
+    with tf.GradientTape() as tape:
+        tape.watch(xs)
+        y = rules.relu(xs, max_value=6.0, threshold=1.0)
+    return tape.gradient(y, xs, output_gradients=tf.constant([dy])).numpy()[0].tolist()
+
+
+def test_relu_layer_gates_at_threshold_and_max_value() -> None:
+    x, dy = [-1.0, 0.5, 2.0, 7.0, 3.0], [1.0, 1.0, -1.0, 1.0, 2.0]
+    # Passes only where threshold 1 < x < max 6 (entries 2 and 4).
+    assert capped(x, dy, "vanilla") == [0.0, 0.0, -1.0, 0.0, 2.0]
+    assert capped(x, dy, "guided") == [0.0, 0.0, 0.0, 0.0, 2.0]
+    assert capped(x, dy, "deconv") == [1.0, 1.0, 0.0, 1.0, 2.0]
+
+
+def test_the_gradient_is_computed_in_the_incoming_dtype() -> None:
+    rules = ReluRules()
+    for method in ("guided", "vanilla", "deconv"):
+        rules.method = method
+        out = rules.rule(tf.constant([1.0, -1.0], tf.float16), tf.constant([True, True]))
+        assert out.dtype == tf.float16
+
+
+class HiddenRelu(keras.layers.Layer):
+    def call(self, x):
+        return keras.ops.relu(x)
+
+
+def test_every_reachable_form_is_overridden_and_the_rest_are_named() -> None:
+    x = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(x)
+    h = keras.layers.ReLU(max_value=6.0, name="relu6")(h)
+    h = keras.layers.Activation("relu", name="act")(h)
+    h = keras.layers.Lambda(tf.nn.relu, name="lam")(h)
+    h = HiddenRelu(name="hidden")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(x, keras.layers.Dense(3, activation="relu", name="head")(h))
+    assert override_relus(model, ReluRules()) == 4
+    assert unreached_relus(model) == ["lam", "hidden"]
+
+
+@pytest.fixture(scope="module")
+def small_backend() -> TFBackend:
+    keras.utils.set_random_seed(0)
+    x = keras.Input((16, 16, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    h = keras.layers.ReLU(max_value=6.0)(keras.layers.Conv2D(8, 3, strides=2)(h))
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return wrap_keras_model(keras.Model(x, keras.layers.Dense(5)(h)), WeightsSpec("random"), "cpu")
+
+
+def test_eager_graph_and_xla_agree_and_a_short_batch_does_not_retrace(small_backend) -> None:
+    images = np.random.default_rng(0).normal(size=(4, 16, 16, 3)).astype(np.float32)
+    results = {}
+    for mode in ("eager", "graph", "xla"):
+        small_backend.mode, small_backend.batch_size = mode, 4
+        full = small_backend.explain(images, ["guided", "vanilla"])
+        short = small_backend.explain(images[:3], ["guided", "vanilla"])
+        np.testing.assert_allclose(short.saliency["guided"], full.saliency["guided"][:3], atol=1e-6)
+        results[mode] = full
+        if mode != "eager":
+            function = small_backend._functions[(mode, ("guided", "vanilla"), 1, False)]
+            assert function.experimental_get_tracing_count() == 1
+    for mode in ("graph", "xla"):
+        for method in ("guided", "vanilla"):
+            np.testing.assert_allclose(
+                results[mode].saliency[method], results["eager"].saliency[method], atol=1e-5
+            )
+        assert results[mode].relus == {"guided": 2, "vanilla": 2}
+
+
+@pytest.mark.parametrize(
+    ("images", "batch", "mode"),
+    [(1, 8, "eager"), (5, 8, "eager"), (200, 8, "graph"), (None, 8, "graph"), (2000, 1, "xla")],
+)
+def test_the_execution_mode_follows_the_workload(images, batch: int, mode: str) -> None:
+    assert choose_mode(images, batch) == mode

@@ -1,0 +1,147 @@
+"""TF backend weights: Keras's own cache offline, files of every kind, and no torch needed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("backends.tf_env")  # TensorFlow, imported safely
+
+from tests.conftest import BLOCKED_PROXY, make_photo
+from tests.test_cli import ROOT, gbp, one_line, without
+
+KERAS_FILE = "densenet201_weights_tf_dim_ordering_tf_kernels.h5"
+
+
+def run_gbp(
+    *args: str | Path, env: dict[str, str] | None = None, block: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """gbp in a fresh process (KERAS_HOME is read once, at import), maybe without some modules."""
+    return subprocess.run(
+        [sys.executable, "-c", without(*block), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def offline(keras_home: Path) -> dict[str, str]:
+    proxies = dict.fromkeys(
+        ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"], BLOCKED_PROXY
+    )
+    return {"KERAS_HOME": str(keras_home), **proxies, "no_proxy": "", "NO_PROXY": ""}
+
+
+def test_missing_imagenet_weights_are_one_line_and_nothing_on_stdout(tmp_path: Path) -> None:
+    home = tmp_path / "keras-home"
+    run = run_gbp(
+        "explain",
+        make_photo(tmp_path / "p.png"),
+        "--backend",
+        "tf",
+        "--out",
+        tmp_path / "out",
+        env=offline(home),
+    )
+    assert run.returncode == 2 and run.stdout == ""
+    line = one_line(run.stderr)
+    assert KERAS_FILE in line and str(home / "models") in line and "--weights PATH" in line
+
+
+def test_a_damaged_cached_file_is_reported_and_kept(tmp_path: Path) -> None:
+    home = tmp_path / "keras-home"
+    cached = home / "models" / KERAS_FILE
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"half a download")
+    run = run_gbp("explain", make_photo(tmp_path / "p.png"), "--backend", "tf", env=offline(home))
+    assert run.returncode == 2 and "MD5" in one_line(run.stderr)
+    assert cached.read_bytes() == b"half a download"
+
+
+def test_tf_backend_needs_no_torch(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run = run_gbp(
+        "explain",
+        make_photo(tmp_path / "p.png"),
+        "--backend",
+        "tf",
+        "--weights",
+        "random",
+        "--out",
+        out,
+        block=("torch", "torchvision"),
+    )
+    assert run.returncode == 0, run.stderr
+    assert "201 ReLUs" in run.stdout and (out / "p.guided.color.png").exists()
+
+
+def test_torch_backend_needs_no_tensorflow(tmp_path: Path) -> None:
+    run = run_gbp(
+        "explain",
+        make_photo(tmp_path / "p.png"),
+        "--weights",
+        "random",
+        "--out",
+        tmp_path / "out",
+        block=("tensorflow", "keras"),
+    )
+    assert run.returncode == 0, run.stderr
+
+
+def test_a_pth_for_tf_without_torch_names_the_extra(
+    densenet_checkpoint: Path, tmp_path: Path
+) -> None:
+    run = run_gbp(
+        "explain",
+        make_photo(tmp_path / "p.png"),
+        "--backend",
+        "tf",
+        "--weights",
+        densenet_checkpoint,
+        block=("torch", "torchvision"),
+    )
+    assert run.returncode == 2 and "gbp[torch]" in one_line(run.stderr)
+
+
+def test_a_keras_model_file_loads_in_safe_mode_and_names_unreachable_relus(tmp_path: Path) -> None:
+    import keras
+
+    @keras.saving.register_keras_serializable(package="gbp_tests")
+    class HiddenRelu(keras.layers.Layer):
+        def call(self, x):
+            return keras.ops.relu(x)
+
+    x = keras.Input((224, 224, 3))
+    h = keras.layers.Conv2D(4, 8, strides=8, activation="relu")(x)
+    h = HiddenRelu(name="hidden")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(x, keras.layers.Dense(3, activation="softmax")(h))
+    path = tmp_path / "small.keras"
+    model.save(path)
+    out = tmp_path / "out"
+    result = gbp(
+        "explain",
+        make_photo(tmp_path / "p.png"),
+        "--backend",
+        "tf",
+        "--weights",
+        path,
+        "--out",
+        out,
+        "--format",
+        "npy",
+    )
+    assert result.exit_code == 0, result.output
+    assert "WARNING: layer 'hidden'" in result.stderr
+    assert "1 ReLUs" in result.stdout  # the Conv2D's; the hidden one is named above, not counted
+
+    unsafe = tmp_path / "lambda.keras"
+    keras.Model(x, keras.layers.Lambda(lambda t: t * 2)(x)).save(unsafe)
+    refused = gbp("explain", make_photo(tmp_path / "p.png"), "--backend", "tf", "--weights", unsafe)
+    assert refused.exit_code == 2 and "cannot load as a Keras model" in one_line(refused.stderr)
