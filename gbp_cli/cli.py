@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -78,11 +79,12 @@ def cli() -> None:
     help="Class names, one per line, for a checkpoint with its own classes.",
 )
 @click.option(
+    "-o",
     "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("saliency"),
+    default="saliency",
     show_default=True,
+    metavar="DIR|-",
+    help="Output folder, mirroring inputs' paths; '-' writes a single image's one file to stdout.",
 )
 @click.option(
     "--format",
@@ -107,6 +109,9 @@ def cli() -> None:
     "--overwrite", is_flag=True, help="Redo outputs that already exist (default: keep them)."
 )
 @click.option("-0", "--null", is_flag=True, help="With '-', paths on stdin are NUL-separated.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
+@click.option("--shard", metavar="I/N", help="Do only share I (0-based) of N, for parallel jobs.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no closing summary.")
 @click.option(
     "--tf-mode",
     type=click.Choice(["auto", "eager", "graph", "xla"]),
@@ -147,7 +152,7 @@ def parity(ctx: click.Context, inputs: tuple[str, ...], **options) -> None:
     Prints logits' max difference and each map's relative L2 error; exits 1 if any is over
     tolerance (logits 1e-3; guided and deconv 1e-3; vanilla 5e-3).
     """
-    from gbp_cli.app import parity_command
+    from gbp_cli.parity import parity_command
 
     ctx.exit(1 if parity_command(inputs, **options) else 0)
 
@@ -158,13 +163,20 @@ def parity(ctx: click.Context, inputs: tuple[str, ...], **options) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace DESTINATION if it exists.")
 def convert(source: Path, destination: Path, overwrite: bool) -> None:
     """Convert DenseNet121/169/201 weights: torchvision .pth ↔ Keras .weights.h5 (either way)."""
-    from gbp_cli.app import convert_command
+    from backends.convert import convert
 
-    convert_command(source, destination, overwrite)
+    summary = convert(source, destination, overwrite)
+    click.echo(f"{source}\t{destination}\t{summary}")
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so temp files are removed on the way out."""
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: exit 0/1/2 as documented, 130 on Ctrl-C, no tracebacks for users."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = cli.main(args=argv, prog_name="gbp", standalone_mode=False)
     except (KeyboardInterrupt, click.exceptions.Abort):
@@ -173,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         e.show()
         code = e.exit_code
-    except BrokenPipeError:  # `gbp … | head`: the reader left, which is not an error of ours
+    except BrokenPipeError:  # `gbp … | head`: the reader left; end quietly, as `cat` would
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = 0
+        code = 128 + signal.SIGPIPE
     sys.exit(code or 0)

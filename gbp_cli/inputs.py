@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import TextIO
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
-STDIN = "-"
+STDIN = STDOUT = "-"
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,12 @@ class Source:
     @property
     def name(self) -> str:
         return str(self.path)
+
+
+def in_shard(source: Source, index: int, count: int) -> bool:
+    """Whether `source` falls in share `index` of `count`: a stable hash of its relative path, so
+    every job agrees whatever order or mount point it sees the inputs in."""
+    return zlib.crc32(source.relative.as_posix().encode()) % count == index
 
 
 def is_image_name(name: str) -> bool:
@@ -66,8 +73,8 @@ def discover(
     null: bool = False,
     skip: Path | None = None,
 ) -> Iterator[Source]:
-    """Every input named on the command line (or on stdin for `-`), each real file once."""
-    seen: set[str] = set()
+    """Every input named on the command line (or on stdin for `-`), in order, without repeats."""
+    seen: set[tuple[str, PurePath]] = set()
 
     def named() -> Iterator[str]:
         for argument in arguments:
@@ -79,8 +86,8 @@ def discover(
     for argument in named():
         path = Path(argument)
         found = walk(path, skip) if path.is_dir() else [Source(path, PurePath(path.name))]
-        for source in found:
-            key = os.path.realpath(source.path)
+        for source in found:  # the same file reached twice under one name is explained once
+            key = (os.path.realpath(source.path), source.relative)
             if key not in seen:
                 seen.add(key)
                 yield source

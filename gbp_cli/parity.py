@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
+import click
 import numpy as np
 
-from backends.base import Backend
+from backends import Backend, WeightsSpec, open_backend
+from backends.checkpoints import checkpoint_bytes
+from gbp_cli.app import announce, unique
+from gbp_cli.batching import batched
+from gbp_cli.errors import GbpError, InputError
+from gbp_cli.inputs import discover
+from gbp_cli.output import write_atomic
+from gbp_cli.preprocess import prepare
 
 # Relative L2 per method; vanilla is looser since gates flip where a ReLU's input is ≈ 0.
 TOLERANCE = {"logits": 1e-3, "guided": 1e-3, "deconv": 1e-3, "vanilla": 5e-3}
@@ -53,3 +63,57 @@ def row_line(row: Agreement) -> str:
         f"{row.image}\t{row.method}\tclass {row.target}\tlogits {row.logits:.2e}\t"
         f"saliency {row.saliency:.2e}\t{verdict}"
     )
+
+
+def parity_weights(spec: WeightsSpec, folder: Path, device: str) -> tuple[Backend, WeightsSpec]:
+    """The torch backend, and weights for TF that are exactly the torch model's."""
+    from backends.convert import kind, read_keras
+
+    if spec.kind == "file" and spec.path is not None and kind(spec.path) == "keras":
+        state, _ = read_keras(spec.path)
+        shared = folder / "weights.pth"
+        write_atomic(shared, checkpoint_bytes(state))
+        return open_backend("torch", WeightsSpec("file", shared), device), spec
+    torch_backend = open_backend("torch", spec, device)
+    if spec.kind != "imagenet":
+        return torch_backend, spec  # seeded random weights and .pth files load identically
+    shared = folder / "imagenet.pth"
+    write_atomic(shared, checkpoint_bytes(torch_backend.state()))  # type: ignore[attr-defined]
+    return torch_backend, WeightsSpec("file", shared)
+
+
+def parity_command(
+    inputs: tuple[str, ...],
+    *,
+    weights: str,
+    methods: tuple[str, ...],
+    resize: str,
+    device: str,
+    batch_size: int,
+) -> int:
+    """Run `gbp parity`; returns the number of failures (inputs and figures over tolerance)."""
+    spec = WeightsSpec.parse(weights)
+    if spec.kind == "file" and not (spec.path and spec.path.is_file()):
+        raise GbpError(f"--weights {weights}: no such file (expected imagenet, random or a path)")
+    methods = unique(methods, "guided")
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="gbp-parity-") as folder:
+        torch_backend, tf_spec = parity_weights(spec, Path(folder), device)
+        tf_backend = open_backend("tf", tf_spec, device)
+        announce(torch_backend)
+        sources = list(discover(inputs))
+        tf_backend.plan(len(sources), batch_size)
+        for batch in batched(sources, batch_size):
+            names, arrays = [], []
+            for source in batch:
+                try:
+                    arrays.append(prepare(source.path, resize).array)
+                    names.append(source.name)
+                except InputError as e:
+                    click.echo(f"gbp: {source.name}: {e}", err=True)
+                    failures += 1
+            if arrays:
+                for row in compare(names, np.stack(arrays), methods, torch_backend, tf_backend):
+                    click.echo(row_line(row))
+                    failures += not row.ok
+    return failures

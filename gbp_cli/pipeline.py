@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -32,6 +33,7 @@ class Job:
     resize: str = "squash"
     batch_size: int = 8
     overwrite: bool = False
+    to_stdout: bool = False  # `-o -`: the single output's bytes go to stdout instead of a file
 
     @property
     def per_class_names(self) -> bool:
@@ -71,11 +73,31 @@ def _prepare(job: Job) -> Callable[[Source], Prepared]:
     return lambda source: prepare(source.path, job.resize)
 
 
+@dataclass
+class Summary:
+    """What a run did, for the closing line on stderr and the exit code."""
+
+    inputs: int = 0
+    failed: int = 0
+    kept: int = 0
+    compute_seconds: float = 0.0
+
+    def add(self, result: Result) -> None:
+        self.inputs += 1
+        self.failed += result.error is not None
+        self.kept += result.error is None and not result.targets
+
+
 def run(
     sources: Iterable[Source], backend: Backend, job: Job, report: Callable[[Result], None]
-) -> int:
-    """Explain every source, calling `report` once per input in order; returns the failure count."""
-    failures = 0
+) -> Summary:
+    """Explain every source, calling `report` once per input, in order."""
+    summary = Summary()
+
+    def finish(result: Result) -> None:
+        summary.add(result)
+        report(result)
+
     claimed: dict[Path, Source] = {}
     for batch in batched(
         prefetch(sources, _prepare(job), ahead=2 * job.batch_size), job.batch_size
@@ -86,13 +108,18 @@ def run(
             if result is None:
                 ready.append((source, future.result()))
             else:
-                failures += result.error is not None
-                report(result)
+                finish(result)
         if ready:
-            for result in _explain_batch(ready, backend, job):
-                failures += result.error is not None
-                report(result)
-    return failures
+            start = time.perf_counter()
+            explanation = _explain(ready, backend, job)
+            share = (time.perf_counter() - start) / len(ready)
+            summary.compute_seconds += share * len(ready)
+            for i, (source, _) in enumerate(ready):
+                begun = time.perf_counter()
+                result = _write_one(i, source, explanation, backend, job)
+                result.seconds = share + time.perf_counter() - begun
+                finish(result)
+    return summary
 
 
 def _check(
@@ -108,7 +135,7 @@ def _check(
     other = claimed.setdefault(key, source)
     if other is not source:
         return Result(source, error=f"its outputs would overwrite those of {other.name}")
-    if job.overwrite or job.per_class_names:
+    if job.overwrite or job.per_class_names or job.to_stdout:
         return None
     planned = [
         output_path(job.out_dir, source.relative, m, f) for m in job.methods for f in job.formats
@@ -118,21 +145,10 @@ def _check(
     return None
 
 
-def _explain_batch(
-    ready: list[tuple[Source, Prepared]], backend: Backend, job: Job
-) -> list[Result]:
-    start = time.perf_counter()
+def _explain(ready: list[tuple[Source, Prepared]], backend: Backend, job: Job) -> Explanation:
     images = np.stack([prepared.array for _, prepared in ready])
     targets = None if job.target is None else np.full((len(ready), 1), job.target, dtype=np.int64)
-    explanation = backend.explain(images, job.methods, targets, job.top_k)
-    share = (time.perf_counter() - start) / len(ready)
-    results = []
-    for i, (source, _) in enumerate(ready):
-        begun = time.perf_counter()
-        result = _write_one(i, source, explanation, backend, job)
-        result.seconds = share + time.perf_counter() - begun
-        results.append(result)
-    return results
+    return backend.explain(images, job.methods, targets, job.top_k)
 
 
 def _predictions(logits: np.ndarray, indices: Iterable[int], labels: list[str]) -> list[Prediction]:
@@ -159,8 +175,13 @@ def _write_one(
         for method in job.methods:
             saliency = explanation.saliency[method][i, k]
             for fmt in job.formats:
-                path = output_path(job.out_dir, source.relative, method, fmt, class_in_name)
                 data = _encode(saliency, fmt, method, target, backend, job)
+                if job.to_stdout:
+                    sys.stdout.buffer.write(data)
+                    sys.stdout.buffer.flush()
+                    result.files.append(Path("-"))
+                    continue
+                path = output_path(job.out_dir, source.relative, method, fmt, class_in_name)
                 if write_atomic(path, data, overwrite=job.overwrite):
                     result.files.append(path)
                 else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -257,7 +256,9 @@ def test_usage_errors_exit_2_before_any_work(
 def test_a_bad_input_is_reported_and_the_run_goes_on(photos: Path, tmp_path: Path) -> None:
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     out = tmp_path / "out"
-    result = gbp("explain", photos, photos / "missing.png", "--weights", "random", "--out", out)
+    result = gbp(
+        "explain", photos, photos / "missing.png", "--weights", "random", "--out", out, "-q"
+    )
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if not line.startswith("gbp: WARN")]
     assert len(errors) == 2
@@ -277,15 +278,13 @@ def test_same_name_from_two_folders(tmp_path: Path) -> None:
     assert (out / "two" / "x.guided.color.png").exists()
 
 
-def test_output_folder_inside_the_input_is_not_explained(photos: Path) -> None:
-    cwd = os.getcwd()
-    os.chdir(photos)
-    try:
-        assert gbp("explain", ".", "--weights", "random").exit_code == 0
-        rerun = gbp("explain", ".", "--weights", "random")
-        assert len(rerun.stdout.splitlines()) == 2  # saliency/ was not walked
-    finally:
-        os.chdir(cwd)
+def test_output_folder_inside_the_input_is_not_explained(
+    photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(photos)
+    assert gbp("explain", ".", "--weights", "random").exit_code == 0
+    rerun = gbp("explain", ".", "--weights", "random")
+    assert len(rerun.stdout.splitlines()) == 2  # saliency/ was not walked
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

@@ -1,0 +1,208 @@
+"""Folders and pipelines: stdin, -o -, --json, --shard, mirroring, resume, signals, progress."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from gbp_cli.progress import Progress
+from tests.conftest import make_photo
+from tests.test_cli import ROOT, gbp, one_line
+
+pytest.importorskip("torch")
+RANDOM = ("--weights", "random", "-q")
+
+
+def test_folders_are_walked_sorted_skipping_hidden_and_mirrored(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    for name in ["b/x.JPG", "a/x.png", "a/deeper/y.webp", ".hidden/z.png", "a/.secret.png"]:
+        make_photo(root / name)
+    (root / "a" / "notes.txt").write_text("not an image, not picked up")
+    out = tmp_path / "out"
+    result = gbp("explain", root, "-o", out, *RANDOM)
+    assert result.exit_code == 0, result.output
+    found = [
+        Path(line.split("\t")[0]).relative_to(root).as_posix()
+        for line in result.stdout.splitlines()
+    ]
+    assert found == ["a/x.png", "a/deeper/y.webp", "b/x.JPG"]
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert written == [
+        "a/deeper/y.guided.color.png",
+        "a/x.guided.color.png",
+        "b/x.guided.color.png",
+    ]
+
+
+@pytest.mark.parametrize("null", [False, True])
+def test_paths_from_stdin(null: bool, photos: Path, tmp_path: Path) -> None:
+    paths = [str(photos / "a.png"), str(photos / "b.jpg")]
+    text = "\0".join(paths) + "\0" if null else "\n".join(paths) + "\n"
+    args = ["explain", "-", "-o", tmp_path / "out", *RANDOM] + (["-0"] if null else [])
+    result = gbp(*args, input=text)
+    assert result.exit_code == 0, result.output
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == paths
+
+
+def test_json_gives_one_object_per_input_with_the_prediction(photos: Path, tmp_path: Path) -> None:
+    result = gbp(
+        "explain",
+        photos,
+        photos / "nope.png",
+        "--json",
+        "--top-k",
+        "2",
+        "-o",
+        tmp_path / "out",
+        *RANDOM,
+    )
+    assert result.exit_code == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 3
+    ok, bad = [r for r in records if "error" not in r], [r for r in records if "error" in r]
+    assert len(ok) == 2 and bad[0]["error"] == "no such file"
+    for record in ok:
+        assert record["backend"] == "torch" and record["model"] == "densenet201"
+        assert record["random_weights"] is True and record["methods"] == ["guided"]
+        assert set(record["target"]) == {"index", "label", "logit", "probability"}
+        assert [t["index"] for t in record["targets"]] == [t["index"] for t in record["top_k"][:2]]
+        assert record["relus"] == {"guided": 201} and record["seconds"] > 0
+        assert len(record["files"]) == 2 and all(Path(f).exists() for f in record["files"])
+
+
+def test_dash_o_dash_writes_the_png_to_stdout(photos: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gbp_cli", "explain", str(photos / "a.png"), "-o", "-", *RANDOM],
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    picture = Image.open(io.BytesIO(result.stdout))
+    assert picture.format == "PNG" and picture.size == (224, 224)
+    assert b"a.png" in result.stderr  # the result line moved to stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]  # no file written
+
+
+@pytest.mark.parametrize(
+    "extra", [["--method", "guided", "--method", "vanilla"], ["--json"], ["--top-k", "2"], []]
+)
+def test_dash_o_dash_refuses_more_than_one_file(extra: list[str], photos: Path) -> None:
+    inputs = [photos] if not extra else [photos / "a.png"]
+    result = gbp("explain", *inputs, "-o", "-", *extra, *RANDOM)
+    assert result.exit_code == 2 and "-o -" in one_line(result.stderr)
+
+
+def test_shards_split_the_inputs_without_overlap(tmp_path: Path) -> None:
+    for i in range(9):
+        make_photo(tmp_path / "in" / f"p{i}.png", size=(32, 32), seed=i)
+    seen: list[str] = []
+    for index in range(3):
+        result = gbp(
+            "explain", tmp_path / "in", "--shard", f"{index}/3", "-o", tmp_path / "out", *RANDOM
+        )
+        assert result.exit_code == 0
+        seen += [line.split("\t")[0] for line in result.stdout.splitlines()]
+    assert sorted(seen) == sorted(str(p) for p in (tmp_path / "in").iterdir())
+    for bad in ["3/3", "x", "1/0", "-1/2"]:
+        assert gbp("explain", tmp_path / "in", "--shard", bad, *RANDOM).exit_code == 2
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+
+def test_inputs_are_never_touched_and_nothing_lands_outside_out(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = digest(photos)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    result = gbp("explain", "-", "-o", out, *RANDOM, input=f"{photos}/../photos/a.png\n")
+    assert result.exit_code == 0
+    assert digest(photos) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "photos"]
+    assert [p.name for p in out.iterdir()] == ["a.guided.color.png"]
+
+
+def start(folder: Path, out: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gbp_cli",
+            "explain",
+            str(folder),
+            "-o",
+            str(out),
+            "--batch-size",
+            "1",
+            *RANDOM,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_run_leaves_no_partial_file_and_resumes(
+    signum: int, code: int, tmp_path: Path
+) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    for i in range(12):
+        make_photo(folder / f"p{i:02d}.png", size=(64, 64), seed=i)
+    process = start(folder, out)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("*.color.png"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr
+    assert b"Traceback" not in stderr
+    done = sorted(out.glob("*.png"))
+    assert 2 <= len(done) < 12
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+    for path in done:
+        Image.open(path).verify()  # complete PNGs only
+    rerun = gbp("explain", folder, "-o", out, "--batch-size", "1", *RANDOM)
+    assert rerun.exit_code == 0
+    kept = [line for line in rerun.stdout.splitlines() if "\tkept\t" in line]
+    assert len(kept) == len(done)
+    assert len(list(out.glob("*.png"))) == 12
+
+
+def test_progress_and_summary(tmp_path: Path, photos: Path) -> None:
+    stream = io.StringIO()
+    progress = Progress(total=10, stream=stream)
+    for _ in range(3):
+        progress.advance()
+    progress.draw()
+    assert "3/10" in stream.getvalue() and "images/s" in stream.getvalue()
+    assert "ETA" in stream.getvalue()
+    progress.clear()
+    assert stream.getvalue().endswith("\r\033[K")
+    piped = gbp("explain", photos, "-o", tmp_path / "out", "--weights", "random")
+    assert "\r" not in piped.stderr  # stderr is not a terminal: no progress bar
+    summary = piped.stderr.strip().splitlines()[-1]
+    assert "2 inputs (2 explained, 0 failed, 0 kept)" in summary and "images/s compute" in summary
+    quiet = gbp("explain", photos, "-o", tmp_path / "out", *RANDOM)
+    assert quiet.stderr.count("\n") == 1  # only the random-weights warning
+
+
+def test_a_file_named_twice_is_explained_once_but_aliases_are_kept(
+    photos: Path, tmp_path: Path
+) -> None:
+    (photos / "alias.png").symlink_to(photos / "a.png")
+    result = gbp("explain", photos, photos / "a.png", "-o", tmp_path / "out", *RANDOM)
+    names = [Path(line.split("\t")[0]).name for line in result.stdout.splitlines()]
+    assert names == ["a.png", "alias.png", "b.jpg"]
