@@ -13,7 +13,11 @@ import numpy as np
 #   vanilla  R·[x>0]        (Simonyan et al. 2013)
 #   deconv   R·[R>0]        (Zeiler & Fergus 2014)
 #   guided   R·[x>0]·[R>0]  (Springenberg et al. 2014)
-METHODS = ("guided", "vanilla", "deconv")
+METHODS = ("guided", "vanilla", "deconv")  # the gradient methods a backend computes
+# Grad-CAM's layer, the same in both frameworks.
+CAM_LAYER = (
+    "the last dense block's output (torchvision features.denseblock4, Keras conv5_block*_concat)"
+)
 RANDOM_SEED = 0
 
 
@@ -63,6 +67,10 @@ class Explanation:
     targets: np.ndarray  # (N, K) int64
     saliency: dict[str, np.ndarray] = field(default_factory=dict)  # method → (N, K, H, W, 3)
     relus: dict[str, int] = field(default_factory=dict)  # method → ReLUs overridden in its pass
+    # For Grad-CAM: the last dense block's output (N, h, w, C) and the ordinary gradient of each
+    # target w.r.t. it (N, K, h, w, C). Everything made from them is shared code (gbp_cli.methods).
+    features: np.ndarray | None = None
+    feature_grads: np.ndarray | None = None
 
 
 class Backend(ABC):
@@ -77,10 +85,12 @@ class Backend(ABC):
         methods: Sequence[str],
         targets: np.ndarray | None = None,
         top_k: int = 1,
+        cam: bool = False,
     ) -> Explanation:
-        """Forward once, then take each method's gradient for each target.
+        """Forward once, then take each method's input gradient for each target.
 
-        With `targets` None, the targets are each image's `top_k` most likely classes.
+        With `targets` None, the targets are each image's `top_k` most likely classes. With `cam`,
+        also return the Grad-CAM layer's output and its ordinary gradients.
         """
 
     def plan(self, images: int | None, batch_size: int) -> None:  # noqa: B027

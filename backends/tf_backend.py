@@ -8,6 +8,7 @@ under XLA, whose longer compile pays for itself; an XLA batch is padded to a fix
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -61,16 +62,40 @@ class TFBackend(Backend):
         self.batch_size = 0
         self._functions: dict[tuple, Callable] = {}
         self._relus: dict[tuple, dict[str, int]] = {}
+        self._with_features: tf.keras.Model | None = None
 
     def plan(self, images: int | None, batch_size: int) -> None:
         self.mode = choose_mode(images, batch_size)
         self.batch_size = batch_size
 
-    def _pass(self, images: tf.Tensor, targets: tf.Tensor | None, methods: tuple[str, ...], k: int):
+    def _cam_model(self) -> tf.keras.Model:
+        """The same model with the Grad-CAM layer's output as a second output."""
+        if self._with_features is None:
+            import keras
+
+            names = [layer.name for layer in self.model.layers]
+            blocks = [n for n in names if re.fullmatch(r"conv5_block\d+_concat", n)]
+            if not blocks:
+                raise GbpError("gradcam needs a Keras DenseNet: no conv5_block*_concat layer")
+            layer = self.model.get_layer(blocks[-1])
+            self._with_features = keras.Model(self.model.inputs, [layer.output, self.model.output])
+        return self._with_features
+
+    def _pass(
+        self,
+        images: tf.Tensor,
+        targets: tf.Tensor | None,
+        methods: tuple[str, ...],
+        k: int,
+        cam: bool,
+    ):
         """Forward once; one input gradient per (method, target). Python: runs at trace time."""
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(images)
-            logits = self.model(images, training=False)
+            if cam:
+                features, logits = self._cam_model()(images, training=False)
+            else:
+                logits = self.model(images, training=False)
             if targets is None:
                 targets = tf.math.top_k(logits, k=k).indices
             scores = [
@@ -83,12 +108,16 @@ class TFBackend(Backend):
             saliency[method] = tf.stack([tape.gradient(s, images) for s in scores], axis=1)
             relus[method] = (self.rules.applied - before) // k
         self._relus[(methods, k)] = relus
-        return logits, targets, saliency
+        if not cam:
+            return logits, targets, saliency
+        self.rules.method = "vanilla"  # Grad-CAM weighs the layer by its ordinary gradient
+        feature_grads = tf.stack([tape.gradient(s, features) for s in scores], axis=1)
+        return logits, targets, saliency, features, feature_grads
 
-    def _function(self, methods: tuple[str, ...], k: int, given: bool) -> Callable:
-        key = (self.mode, methods, k, given)
+    def _function(self, methods: tuple[str, ...], k: int, given: bool, cam: bool) -> Callable:
+        key = (self.mode, methods, k, given, cam)
         if key not in self._functions:
-            run = lambda x, t=None: self._pass(x, t, methods, k)  # noqa: E731
+            run = lambda x, t=None: self._pass(x, t, methods, k, cam)  # noqa: E731
             if self.mode == "eager":
                 self._functions[key] = run
             else:
@@ -106,6 +135,7 @@ class TFBackend(Backend):
         methods: Sequence[str],
         targets: np.ndarray | None = None,
         top_k: int = 1,
+        cam: bool = False,
     ) -> Explanation:
         n = len(images)
         k = top_k if targets is None else targets.shape[1]
@@ -117,17 +147,19 @@ class TFBackend(Backend):
             )
             if wanted is not None:
                 wanted = np.concatenate([wanted, np.zeros((self.batch_size - n, k), np.int32)])
-        function = self._function(tuple(methods), k, wanted is not None)
+        function = self._function(tuple(methods), k, wanted is not None, cam)
         with tf.device(self.device):
             args = [tf.convert_to_tensor(batch)]
             if wanted is not None:
                 args.append(tf.convert_to_tensor(wanted))
-            logits, chosen, saliency = function(*args)
+            logits, chosen, saliency, *features = function(*args)
         return Explanation(
             logits=logits.numpy()[:n].astype(np.float32),
             targets=chosen.numpy()[:n].astype(np.int64),
             saliency={m: g.numpy()[:n] for m, g in saliency.items()},
             relus=dict(self._relus[(tuple(methods), k)]),
+            features=features[0].numpy()[:n] if cam else None,
+            feature_grads=features[1].numpy()[:n] if cam else None,
         )
 
 

@@ -9,6 +9,7 @@ call created. The hooks live on this pass's graph only: the model is never modif
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -70,41 +71,63 @@ class ReluOverride(TorchFunctionMode):
         return None if new is None else (new,)
 
 
+class ModuleExplanation(NamedTuple):
+    logits: Tensor  # (N, classes)
+    targets: Tensor  # (N, K)
+    saliency: dict[str, Tensor]  # method → (N, K, *input shape)
+    relus: dict[str, int]  # method → ReLUs its rule was applied to in one backward pass
+    features: Tensor | None = None  # the Grad-CAM layer's output (N, C, h, w)
+    feature_grads: Tensor | None = None  # ordinary gradients w.r.t. it (N, K, C, h, w)
+
+
 def explain_module(
     model: nn.Module,
     x: Tensor,
     methods: Sequence[str],
     targets: Tensor | None = None,
     top_k: int = 1,
-) -> tuple[Tensor, Tensor, dict[str, Tensor], dict[str, int]]:
-    """One forward, then one input-gradient per (method, target) through the same graph.
-
-    Returns logits (N, C), targets (N, K), saliency per method (N, K, *x.shape[1:]) and the number
-    of ReLUs each method's rule was applied to in one backward pass.
-    """
+    cam_layer: nn.Module | None = None,
+) -> ModuleExplanation:
+    """One forward, then one input-gradient per (method, target) through the same graph, and,
+    with `cam_layer`, the ordinary gradient of each target w.r.t. that layer's output."""
     x = x.detach().requires_grad_(True)
     override = ReluOverride()
-    with torch.enable_grad(), override:
-        logits = model(x)
+    captured: list[Tensor] = []
+    hook = None
+    if cam_layer is not None:  # removed right after the forward pass: nothing is left behind
+        hook = cam_layer.register_forward_hook(lambda _m, _i, output: captured.append(output))
+    try:
+        with torch.enable_grad(), override:
+            logits = model(x)
+    finally:
+        if hook is not None:
+            hook.remove()
     if targets is None:
         targets = logits.detach().topk(top_k, dim=1).indices
     targets = targets.to(logits.device)
-    passes = len(methods) * targets.shape[1]
+    scores = [logits.gather(1, targets[:, k : k + 1]).sum() for k in range(targets.shape[1])]
+    remaining = (len(methods) + bool(captured)) * len(scores)
+
+    def gradients(wrt: Tensor) -> Tensor:
+        nonlocal remaining
+        grads = []
+        for score in scores:
+            remaining -= 1
+            grads.append(torch.autograd.grad(score, wrt, retain_graph=remaining > 0)[0])
+        return torch.stack(grads, dim=1)
+
     saliency: dict[str, Tensor] = {}
     relus: dict[str, int] = {}
-    done = 0
     for method in methods:
         override.rule = RULES[method]
-        per_target = []
-        for k in range(targets.shape[1]):
-            before = override.applied
-            score = logits.gather(1, targets[:, k : k + 1]).sum()
-            done += 1
-            (grad,) = torch.autograd.grad(score, x, retain_graph=done < passes)
-            per_target.append(grad)
-            relus[method] = override.applied - before
-        saliency[method] = torch.stack(per_target, dim=1)
-    return logits.detach(), targets, saliency, relus
+        before = override.applied
+        saliency[method] = gradients(x)
+        relus[method] = (override.applied - before) // len(scores)
+    features = feature_grads = None
+    if captured:
+        override.rule = _vanilla  # Grad-CAM weighs the layer by its ordinary gradient
+        features, feature_grads = captured[0].detach(), gradients(captured[0])
+    return ModuleExplanation(logits.detach(), targets, saliency, relus, features, feature_grads)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -138,20 +161,32 @@ class TorchBackend(Backend):
         methods: Sequence[str],
         targets: np.ndarray | None = None,
         top_k: int = 1,
+        cam: bool = False,
     ) -> Explanation:
         # NHWC numpy viewed as NCHW is already channels-last: no copy before the device transfer.
         x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
         x = x.to(self.device)
         wanted = None if targets is None else torch.from_numpy(np.asarray(targets, dtype=np.int64))
-        logits, chosen, saliency, relus = explain_module(self.model, x, methods, wanted, top_k)
+        layer = self.model.features.denseblock4 if cam else None
+        result = explain_module(self.model, x, methods, wanted, top_k, layer)
         return Explanation(
-            logits=logits.float().cpu().numpy(),
-            targets=chosen.cpu().numpy(),
-            saliency={
-                m: g.permute(0, 1, 3, 4, 2).float().cpu().numpy() for m, g in saliency.items()
-            },
-            relus=relus,
+            logits=_numpy(result.logits),
+            targets=result.targets.cpu().numpy(),
+            saliency={m: _numpy(g.permute(0, 1, 3, 4, 2)) for m, g in result.saliency.items()},
+            relus=result.relus,
+            features=None
+            if result.features is None
+            else _numpy(result.features.permute(0, 2, 3, 1)),
+            feature_grads=(
+                None
+                if result.feature_grads is None
+                else _numpy(result.feature_grads.permute(0, 1, 3, 4, 2))
+            ),
         )
+
+
+def _numpy(tensor: Tensor) -> np.ndarray:
+    return tensor.float().cpu().numpy()
 
 
 def load(weights: WeightsSpec, device: str) -> TorchBackend:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 import time
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import click
 
@@ -12,9 +13,11 @@ from backends import Backend, WeightsSpec, open_backend
 from gbp_cli.errors import GbpError
 from gbp_cli.inputs import STDIN, STDOUT, discover, in_shard
 from gbp_cli.labels import imagenet_classes, load_labels, resolve_target
+from gbp_cli.methods import Smoothing
 from gbp_cli.pipeline import Job, Summary, run
 from gbp_cli.progress import Progress
 from gbp_cli.report import Reporter
+from gbp_cli.writing import Outputs, Rendering
 
 RANDOM_WARNING = (
     "gbp: WARNING: --weights random: an untrained, seeded DenseNet; "
@@ -47,21 +50,38 @@ def explain_command(
     shard: str | None = None,
     quiet: bool = False,
     tf_mode: str = "auto",
+    clip: float = 99.0,
+    cmap: str = "inferno",
+    alpha: float = 0.5,
+    smooth: int | None = None,
+    noise: float = 0.15,
 ) -> int:
     """Run `gbp explain`; returns how many inputs failed."""
-    methods, formats = unique(methods, "guided"), unique(formats, "color")
     to_stdout = out == STDOUT
+    outputs = Outputs(
+        methods=unique(methods, "guided"),
+        formats=unique(formats, "color"),
+        out_dir=Path(out),
+        resize=resize,
+        rendering=Rendering(clip=clip, cmap=check_colormap(cmap, formats), alpha=alpha),
+        smoothing=None if smooth is None else Smoothing(samples=smooth, noise=noise),
+    )
+    methods = outputs.methods
     if target is not None and top_k > 1:
         raise GbpError("--target and --top-k are alternatives: give one of them")
-    if to_stdout and (as_json or len(methods) * len(formats) * (1 if target else top_k) > 1):
-        raise GbpError("-o - writes exactly one file to stdout: one method, one format, no --json")
+    files = len(outputs.planned(PurePath("x"))) * (1 if target else top_k)
+    if to_stdout and (as_json or files > 1):
+        raise GbpError(
+            f"-o - writes exactly one file to stdout, not {files}: one method, one format, "
+            "one target, no --json"
+        )
     part = parse_shard(shard) if shard else None
     spec = WeightsSpec.parse(weights)
     if spec.kind == "file" and not (spec.path and spec.path.is_file()):
         raise GbpError(f"--weights {weights}: no such file (expected imagenet, random or a path)")
     if target is not None and spec.kind != "file" and labels is None:
         resolve_target(target, imagenet_classes())  # fail fast, before loading a framework
-    out_dir = Path(out)
+    out_dir = outputs.out_dir
     streaming = STDIN in inputs and not to_stdout
     sources = discover(
         inputs, stdin=sys.stdin if STDIN in inputs else None, null=null, skip=out_dir
@@ -77,13 +97,10 @@ def explain_command(
     if top_k > len(names):
         raise GbpError(f"--top-k {top_k} is more than the model's {len(names)} classes")
     job = Job(
-        methods=methods,
-        formats=formats,
-        out_dir=out_dir,
+        outputs=outputs,
         labels=names,
         target=None if target is None else resolve_target(target, names),
         top_k=top_k,
-        resize=resize,
         batch_size=batch_size,
         overwrite=overwrite,
         to_stdout=to_stdout,
@@ -110,6 +127,17 @@ def explain_command(
     if not quiet:
         click.echo(summary_line(summary, time.perf_counter() - started, model), err=True)
     return summary.failed
+
+
+def check_colormap(name: str, formats: tuple[str, ...]) -> str:
+    """A matplotlib colormap name, checked only when a format will use it."""
+    if any(f in ("heatmap", "overlay", "panel") for f in formats):
+        import matplotlib
+
+        if name not in matplotlib.colormaps:
+            close = difflib.get_close_matches(name, list(matplotlib.colormaps), n=3)
+            raise GbpError(f"--cmap {name!r} is not a matplotlib colormap; try {', '.join(close)}")
+    return name
 
 
 def parse_shard(text: str) -> tuple[int, int]:

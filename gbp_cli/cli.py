@@ -9,11 +9,8 @@ from pathlib import Path
 
 import click
 
-from gbp_cli import __version__
+from gbp_cli import __version__, options
 from gbp_cli.errors import GbpError
-
-METHOD_CHOICES = ("guided", "vanilla", "deconv")
-FORMAT_CHOICES = ("color", "npy")
 
 
 class GbpCommandError(click.ClickException):
@@ -46,78 +43,30 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("--backend", type=click.Choice(["torch", "tf"]), default="torch", show_default=True)
-@click.option(
-    "--method",
-    "methods",
-    type=click.Choice(METHOD_CHOICES),
-    multiple=True,
-    help="Repeatable. guided: Springenberg 2014; vanilla: the plain gradient; deconv: Zeiler 2014."
-    "  [default: guided]",
-)
-@click.option(
-    "--target", help="Class to explain: an index or a (prefix of a) name. Default: top-1."
-)
-@click.option(
-    "--top-k",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Explain each of the K most likely classes (the class joins the file name).",
-)
-@click.option(
-    "--weights",
-    default="imagenet",
-    show_default=True,
-    metavar="imagenet|random|PATH",
-    help="ImageNet from the framework's cache, seeded random (untrained!), or a state_dict.",
-)
-@click.option(
-    "--labels",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Class names, one per line, for a checkpoint with its own classes.",
-)
-@click.option(
-    "-o",
-    "--out",
-    default="saliency",
-    show_default=True,
-    metavar="DIR|-",
-    help="Output folder, mirroring inputs' paths; '-' writes a single image's one file to stdout.",
-)
-@click.option(
-    "--format",
-    "formats",
-    type=click.Choice(FORMAT_CHOICES),
-    multiple=True,
-    help="Repeatable. color: the signed gradient as a picture; npy: raw float32 H×W×3."
-    "  [default: color]",
-)
-@click.option(
-    "--resize",
-    type=click.Choice(["squash", "crop"]),
-    default="squash",
-    show_default=True,
-    help="squash: the whole photo to 224×224; crop: torchvision's 256 resize + centre crop.",
-)
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
-@click.option(
-    "--overwrite", is_flag=True, help="Redo outputs that already exist (default: keep them)."
-)
-@click.option("-0", "--null", is_flag=True, help="With '-', paths on stdin are NUL-separated.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
-@click.option("--shard", metavar="I/N", help="Do only share I (0-based) of N, for parallel jobs.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no closing summary.")
-@click.option(
-    "--tf-mode",
-    type=click.Choice(["auto", "eager", "graph", "xla"]),
-    default="auto",
-    show_default=True,
-    help="TensorFlow execution: auto picks eager for a few photos, a compiled graph for more.",
+@options.compose(
+    options.INPUTS,
+    options.BACKEND,
+    options.METHOD,
+    options.TARGET,
+    options.TOP_K,
+    options.WEIGHTS,
+    options.LABELS,
+    options.OUT,
+    options.FORMAT,
+    options.RESIZE,
+    options.BATCH_SIZE,
+    options.DEVICE,
+    options.OVERWRITE,
+    options.NULL,
+    options.CLIP,
+    options.CMAP,
+    options.ALPHA,
+    options.SMOOTH,
+    options.NOISE,
+    options.JSON,
+    options.SHARD,
+    options.QUIET,
+    options.TF_MODE,
 )
 @click.pass_context
 def explain(ctx: click.Context, inputs: tuple[str, ...], **options) -> None:
@@ -129,28 +78,22 @@ def explain(ctx: click.Context, inputs: tuple[str, ...], **options) -> None:
 
 
 @cli.command()
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("--weights", default="imagenet", show_default=True, metavar="imagenet|random|PATH")
-@click.option(
-    "--method",
-    "methods",
-    type=click.Choice(METHOD_CHOICES),
-    multiple=True,
-    help="Repeatable.  [default: guided]",
-)
-@click.option(
-    "--resize", type=click.Choice(["squash", "crop"]), default="squash", show_default=True
-)
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+@options.compose(
+    options.INPUTS,
+    options.WEIGHTS,
+    options.METHOD,
+    options.RESIZE,
+    options.BATCH_SIZE,
+    options.DEVICE,
+    options.SMOOTH,
+    options.NOISE,
 )
 @click.pass_context
 def parity(ctx: click.Context, inputs: tuple[str, ...], **options) -> None:
     """Explain each image with both backends and the same weights; report how far apart they are.
 
     Prints logits' max difference and each map's relative L2 error; exits 1 if any is over
-    tolerance (logits 1e-3; guided and deconv 1e-3; vanilla 5e-3).
+    tolerance (logits 1e-3; vanilla 5e-3; every other method 1e-3).
     """
     from gbp_cli.parity import parity_command
 

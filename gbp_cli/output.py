@@ -22,15 +22,17 @@ def output_stem(out_dir: Path, relative: PurePath) -> Path:
 def output_path(
     out_dir: Path, relative: PurePath, method: str, fmt: str, target: int | None = None
 ) -> Path:
-    """`OUT/<relative path without extension>[.<class>].<method>[.<format>].(png|npy)`."""
+    """`OUT/<relative path without extension>[.<class>].<method>.<format>.png`, or `….<method>.npy`
+    for raw arrays and `….panel.png` for the figure that holds every method."""
     parts = [relative.stem]
     if target is not None:
         parts.append(str(target))
-    parts.append(method)
-    if fmt == "npy":
-        parts.append("npy")
+    if fmt == "panel":
+        parts += ["panel", "png"]
+    elif fmt == "npy":
+        parts += [method, "npy"]
     else:
-        parts += [fmt, "png"]
+        parts += [method, fmt, "png"]
     return out_dir.joinpath(relative.parent, ".".join(parts))
 
 

@@ -15,11 +15,19 @@ from gbp_cli.app import announce, unique
 from gbp_cli.batching import batched
 from gbp_cli.errors import GbpError, InputError
 from gbp_cli.inputs import discover
+from gbp_cli.methods import Smoothing, explain_maps
 from gbp_cli.output import write_atomic
 from gbp_cli.preprocess import prepare
 
 # Relative L2 per method; vanilla is looser since gates flip where a ReLU's input is ≈ 0.
-TOLERANCE = {"logits": 1e-3, "guided": 1e-3, "deconv": 1e-3, "vanilla": 5e-3}
+TOLERANCE = {
+    "logits": 1e-3,
+    "guided": 1e-3,
+    "deconv": 1e-3,
+    "vanilla": 5e-3,
+    "gradcam": 1e-3,
+    "guided-gradcam": 1e-3,
+}
 
 
 @dataclass(frozen=True)
@@ -43,16 +51,21 @@ def relative_l2(reference: np.ndarray, other: np.ndarray) -> float:
 
 
 def compare(
-    names: list[str], images: np.ndarray, methods: tuple[str, ...], torch: Backend, tf: Backend
+    names: list[str],
+    images: np.ndarray,
+    methods: tuple[str, ...],
+    torch: Backend,
+    tf: Backend,
+    smoothing: Smoothing | None = None,
 ) -> list[Agreement]:
     """Explain with torch, then with TF for torch's targets, so both explain the same class."""
-    first = torch.explain(images, methods)
-    second = tf.explain(images, methods, targets=first.targets)
+    first, first_maps = explain_maps(torch, images, methods, smoothing=smoothing)
+    second, second_maps = explain_maps(tf, images, methods, first.targets, smoothing=smoothing)
     rows = []
     for i, name in enumerate(names):
         logits = float(np.abs(first.logits[i] - second.logits[i]).max())
         for method in methods:
-            error = relative_l2(first.saliency[method][i], second.saliency[method][i])
+            error = relative_l2(first_maps[method][i], second_maps[method][i])
             rows.append(Agreement(name, method, int(first.targets[i, 0]), logits, error))
     return rows
 
@@ -90,12 +103,15 @@ def parity_command(
     resize: str,
     device: str,
     batch_size: int,
+    smooth: int | None = None,
+    noise: float = 0.15,
 ) -> int:
     """Run `gbp parity`; returns the number of failures (inputs and figures over tolerance)."""
     spec = WeightsSpec.parse(weights)
     if spec.kind == "file" and not (spec.path and spec.path.is_file()):
         raise GbpError(f"--weights {weights}: no such file (expected imagenet, random or a path)")
     methods = unique(methods, "guided")
+    smoothing = None if smooth is None else Smoothing(samples=smooth, noise=noise)
     failures = 0
     with tempfile.TemporaryDirectory(prefix="gbp-parity-") as folder:
         torch_backend, tf_spec = parity_weights(spec, Path(folder), device)
@@ -113,7 +129,10 @@ def parity_command(
                     click.echo(f"gbp: {source.name}: {e}", err=True)
                     failures += 1
             if arrays:
-                for row in compare(names, np.stack(arrays), methods, torch_backend, tf_backend):
+                rows = compare(
+                    names, np.stack(arrays), methods, torch_backend, tf_backend, smoothing
+                )
+                for row in rows:
                     click.echo(row_line(row))
                     failures += not row.ok
     return failures

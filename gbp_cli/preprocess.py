@@ -117,9 +117,15 @@ class Prepared:
 
     array: np.ndarray
     geometry: Geometry
+    photo: Image.Image | None = None  # the upright RGB photo, kept only when a rendering needs it
 
 
-def prepare(path: Path, resize: str) -> Prepared:
+def prepare_image(image: Image.Image, resize: str, keep_photo: bool = False) -> Prepared:
+    """The shared preprocessing for a decoded, upright RGB photo."""
+    view, geometry = fit(image, resize)
+    return Prepared(normalize(view), geometry, image if keep_photo else None)
+
+
+def prepare(path: Path, resize: str, keep_photo: bool = False) -> Prepared:
     """The whole shared preprocessing for one file."""
-    view, geometry = fit(open_rgb(path), resize)
-    return Prepared(normalize(view), geometry)
+    return prepare_image(open_rgb(path), resize, keep_photo)

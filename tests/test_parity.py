@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("backends.tf_env")  # TensorFlow, imported safely
 
 from backends import WeightsSpec, open_backend  # noqa: E402
+from gbp_cli.methods import Smoothing  # noqa: E402
 from gbp_cli.parity import TOLERANCE, compare  # noqa: E402
 from gbp_cli.preprocess import prepare  # noqa: E402
 from tests.conftest import make_photo, seeded_densenet  # noqa: E402
@@ -18,6 +19,7 @@ from tests.test_cli import gbp, one_line  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("guided", "vanilla", "deconv")
+CAM_METHODS = ("gradcam", "guided-gradcam")
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +33,20 @@ def test_backends_agree_on_logits_and_every_method(both) -> None:
     torch_backend, tf_backend = both
     names = ["chelsea.png", "rocket.jpg"]
     images = np.stack([prepare(ROOT / "sample_images" / n, "squash").array for n in names])
-    rows = compare(names, images, METHODS, torch_backend, tf_backend)
-    assert len(rows) == 6
+    rows = compare(names, images, METHODS + CAM_METHODS, torch_backend, tf_backend)
+    assert len(rows) == 10
     for row in rows:
         assert row.logits <= TOLERANCE["logits"], row
         assert row.saliency <= TOLERANCE[row.method], row
         assert row.saliency > 0  # two frameworks, not one result compared with itself
+
+
+def test_smoothgrad_agrees_too(both) -> None:
+    torch_backend, tf_backend = both
+    images = prepare(ROOT / "sample_images" / "coffee.png", "squash").array[None]
+    smoothing = Smoothing(samples=2, noise=0.15)
+    rows = compare(["coffee"], images, ("guided", "gradcam"), torch_backend, tf_backend, smoothing)
+    assert all(row.ok and row.saliency > 0 for row in rows), rows
 
 
 def test_tf_reports_201_relus_and_the_torch_targets(both) -> None:

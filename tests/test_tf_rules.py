@@ -130,7 +130,7 @@ def test_eager_graph_and_xla_agree_and_a_short_batch_does_not_retrace(small_back
         np.testing.assert_allclose(short.saliency["guided"], full.saliency["guided"][:3], atol=1e-6)
         results[mode] = full
         if mode != "eager":
-            function = small_backend._functions[(mode, ("guided", "vanilla"), 1, False)]
+            function = small_backend._functions[(mode, ("guided", "vanilla"), 1, False, False)]
             assert function.experimental_get_tracing_count() == 1
     for mode in ("graph", "xla"):
         for method in ("guided", "vanilla"):

@@ -53,7 +53,7 @@ def tiny_input():
 @pytest.mark.parametrize("method", sorted(HAND_COMPUTED))
 def test_rules_match_hand_computed_values(method: str) -> None:
     model = Tiny().double()
-    logits, _targets, saliency, relus = explain_module(
+    logits, _targets, saliency, relus, *_ = explain_module(
         model, tiny_input(), [method], torch.tensor([[0]])
     )
     assert logits.tolist() == [[3.0, 0.0]]
@@ -63,7 +63,7 @@ def test_rules_match_hand_computed_values(method: str) -> None:
 
 def test_all_methods_in_one_pass_match_separate_passes() -> None:
     model = Tiny().double()
-    _, _, together, _ = explain_module(
+    _, _, together, _, *_ = explain_module(
         model, tiny_input(), list(HAND_COMPUTED), torch.tensor([[0]])
     )
     for method, expected in HAND_COMPUTED.items():
@@ -74,7 +74,7 @@ def test_vanilla_equals_plain_autograd_on_tiny_net() -> None:
     model = Tiny().double()
     x = tiny_input().requires_grad_(True)
     (expected,) = torch.autograd.grad(model(x)[0, 0], x)
-    _, _, saliency, _ = explain_module(model, tiny_input(), ["vanilla"], torch.tensor([[0]]))
+    _, _, saliency, _, *_ = explain_module(model, tiny_input(), ["vanilla"], torch.tensor([[0]]))
     assert torch.equal(saliency["vanilla"][0, 0], expected[0])
 
 
@@ -105,7 +105,7 @@ def all_hooks(model: nn.Module) -> int:
 
 
 def test_densenet201_has_201_relus_overridden_by_every_method(densenet, images) -> None:
-    _, _, _, relus = explain_module(densenet, images, ["guided", "vanilla", "deconv"])
+    _, _, _, relus, *_ = explain_module(densenet, images, ["guided", "vanilla", "deconv"])
     assert relus == {"guided": 201, "vanilla": 201, "deconv": 201}
 
 
@@ -123,7 +123,7 @@ def test_vanilla_equals_plain_autograd_on_densenet(densenet, images) -> None:
     logits = densenet(x)
     target = logits.argmax(1, keepdim=True)
     (expected,) = torch.autograd.grad(logits.gather(1, target).sum(), x)
-    _, chosen, saliency, _ = explain_module(densenet, images, ["vanilla"])
+    _, chosen, saliency, _, *_ = explain_module(densenet, images, ["vanilla"])
     assert torch.equal(chosen, target)
     torch.testing.assert_close(saliency["vanilla"][:, 0], expected, rtol=1e-5, atol=1e-7)
 
@@ -141,27 +141,27 @@ def test_model_is_left_exactly_as_it_was(densenet, images) -> None:
     # A vanilla pass after a guided one is the vanilla gradient again.
     x = images.clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(densenet(x)[:, 7].sum(), x)
-    _, _, saliency, _ = explain_module(densenet, images, ["vanilla"], torch.tensor([[7], [7]]))
+    _, _, saliency, _, *_ = explain_module(densenet, images, ["vanilla"], torch.tensor([[7], [7]]))
     torch.testing.assert_close(saliency["vanilla"][:, 0], expected, rtol=1e-5, atol=1e-7)
 
 
 def test_guided_differs_from_vanilla_and_deconv(densenet, images) -> None:
-    _, _, s, _ = explain_module(densenet, images, ["guided", "vanilla", "deconv"])
+    _, _, s, _, *_ = explain_module(densenet, images, ["guided", "vanilla", "deconv"])
     for a, b in [("guided", "vanilla"), ("guided", "deconv"), ("vanilla", "deconv")]:
         assert (s[a] - s[b]).norm() / s[a].norm() > 0.05
 
 
 def test_batch_members_are_explained_independently(densenet, images) -> None:
     targets = torch.tensor([[5], [9]])
-    _, _, both, _ = explain_module(densenet, images, ["guided"], targets)
-    _, _, first, _ = explain_module(densenet, images[:1], ["guided"], targets[:1])
+    _, _, both, _, *_ = explain_module(densenet, images, ["guided"], targets)
+    _, _, first, _, *_ = explain_module(densenet, images[:1], ["guided"], targets[:1])
     difference = (both["guided"][:1] - first["guided"]).norm() / first["guided"].norm()
     assert difference < 1e-5  # batched kernels round differently, nothing more
 
 
 def test_top_k_gives_one_map_per_class_in_rank_order(densenet, images) -> None:
-    logits, chosen, saliency, _ = explain_module(densenet, images, ["guided"], top_k=3)
+    logits, chosen, saliency, _, *_ = explain_module(densenet, images, ["guided"], top_k=3)
     assert torch.equal(chosen, logits.topk(3, dim=1).indices)
     assert saliency["guided"].shape == (2, 3, 3, 64, 64)
-    _, _, single, _ = explain_module(densenet, images, ["guided"], chosen[:, 2:3])
+    _, _, single, _, *_ = explain_module(densenet, images, ["guided"], chosen[:, 2:3])
     torch.testing.assert_close(saliency["guided"][:, 2], single["guided"][:, 0])

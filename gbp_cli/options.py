@@ -1,0 +1,163 @@
+"""The command line's options, defined once and shared by the commands that take them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+METHOD_CHOICES = ("guided", "vanilla", "deconv", "gradcam", "guided-gradcam")
+FORMAT_CHOICES = ("color", "gray", "heatmap", "overlay", "pos", "neg", "panel", "npy")
+METHOD_HELP = (
+    "Repeatable. guided: guided backprop (Springenberg 2014); vanilla: the plain gradient; "
+    "deconv: DeconvNet (Zeiler 2014); gradcam: Grad-CAM (Selvaraju 2017) on the last dense "
+    "block's output (torchvision features.denseblock4 = Keras conv5_block32_concat, 7×7×1920); "
+    "guided-gradcam: guided × Grad-CAM.  [default: guided]"
+)
+
+
+INPUTS = click.argument("inputs", nargs=-1, required=True)
+
+BACKEND = click.option(
+    "--backend", type=click.Choice(["torch", "tf"]), default="torch", show_default=True
+)
+
+METHOD = click.option(
+    "--method",
+    "methods",
+    type=click.Choice(METHOD_CHOICES),
+    multiple=True,
+    help=METHOD_HELP,
+)
+
+TARGET = click.option(
+    "--target", help="Class to explain: an index or a (prefix of a) name. Default: top-1."
+)
+
+TOP_K = click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Explain each of the K most likely classes (the class joins the file name).",
+)
+
+WEIGHTS = click.option(
+    "--weights",
+    default="imagenet",
+    show_default=True,
+    metavar="imagenet|random|PATH",
+    help="ImageNet from the framework's cache, seeded random (untrained!), or a state_dict.",
+)
+
+LABELS = click.option(
+    "--labels",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Class names, one per line, for a checkpoint with its own classes.",
+)
+
+OUT = click.option(
+    "-o",
+    "--out",
+    default="saliency",
+    show_default=True,
+    metavar="DIR|-",
+    help="Output folder, mirroring inputs' paths; '-' writes a single image's one file to stdout.",
+)
+
+FORMAT = click.option(
+    "--format",
+    "formats",
+    type=click.Choice(FORMAT_CHOICES),
+    multiple=True,
+    help="Repeatable. color: the signed map (blog style); gray: max |map| over channels; heatmap: "
+    "gray in colour; overlay: heatmap over the photo; pos/neg: positive/negative saliency; panel: "
+    "photo and every method side by side; npy: the raw float32 map at 224×224.  [default: color]",
+)
+
+RESIZE = click.option(
+    "--resize",
+    type=click.Choice(["squash", "crop"]),
+    default="squash",
+    show_default=True,
+    help="squash: the whole photo to 224×224; crop: torchvision's 256 resize + centre crop.",
+)
+
+BATCH_SIZE = click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+
+DEVICE = click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+
+OVERWRITE = click.option(
+    "--overwrite", is_flag=True, help="Redo outputs that already exist (default: keep them)."
+)
+
+NULL = click.option(
+    "-0", "--null", is_flag=True, help="With '-', paths on stdin are NUL-separated."
+)
+
+CLIP = click.option(
+    "--clip",
+    type=click.FloatRange(50, 100),
+    default=99.0,
+    show_default=True,
+    help="Percentile of |map| drawn at full strength in gray, heatmap and overlay.",
+)
+
+CMAP = click.option("--cmap", default="inferno", show_default=True, help="Matplotlib colormap.")
+
+ALPHA = click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Overlay strength where the map is strongest.",
+)
+
+SMOOTH = click.option(
+    "--smooth",
+    type=click.IntRange(min=1),
+    is_flag=False,
+    flag_value=25,
+    default=None,
+    metavar="[N]",
+    help="SmoothGrad: average any method over N noisy copies (N defaults to 25).",
+)
+
+NOISE = click.option(
+    "--noise",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.15,
+    show_default=True,
+    metavar="SIGMA",
+    help="SmoothGrad noise, as a fraction of each image's input range.",
+)
+
+JSON = click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
+
+SHARD = click.option(
+    "--shard", metavar="I/N", help="Do only share I (0-based) of N, for parallel jobs."
+)
+
+QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no closing summary.")
+
+TF_MODE = click.option(
+    "--tf-mode",
+    type=click.Choice(["auto", "eager", "graph", "xla"]),
+    default="auto",
+    show_default=True,
+    help="TensorFlow execution: auto picks eager for a few photos, a compiled graph for more.",
+)
+
+
+def compose(*options: Callable) -> Callable:
+    """Apply several option decorators in the order written."""
+
+    def decorate(function: Callable) -> Callable:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
