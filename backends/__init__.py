@@ -24,7 +24,7 @@ BACKENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
 }
 
 
-def open_backend(name: str, weights: WeightsSpec, device: str) -> Backend:
+def open_backend(name: str, weights: WeightsSpec, device: str, precision: str = "fp32") -> Backend:
     """Import a backend's framework on demand and build its model once."""
     module_names, needs, extra = BACKENDS[name]
     try:
@@ -37,4 +37,4 @@ def open_backend(name: str, weights: WeightsSpec, device: str) -> Backend:
             f"the {name} backend needs {missing}, which is not installed: "
             f"pip install 'gbp[{extra}]'"
         ) from None
-    return module.load(weights, device)
+    return module.load(weights, device, precision)

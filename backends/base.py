@@ -19,6 +19,7 @@ CAM_LAYER = (
     "the last dense block's output (torchvision features.denseblock4, Keras conv5_block*_concat)"
 )
 RANDOM_SEED = 0
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class ModelInfo:
     num_classes: int
     weights: WeightsSpec
     device: str
+    precision: str = "fp32"  # or "bf16": computed in bfloat16, gradients and maps returned in fp32
     warnings: tuple[str, ...] = ()  # things the user must hear, e.g. ReLUs that were not reached
 
 

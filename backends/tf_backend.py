@@ -163,15 +163,24 @@ class TFBackend(Backend):
         )
 
 
-def load(weights: WeightsSpec, device: str) -> TFBackend:
-    """Build the Keras model the weights describe."""
+def load(weights: WeightsSpec, device: str, precision: str = "fp32") -> TFBackend:
+    """Build the Keras model the weights describe; bf16 builds it under Keras's mixed policy."""
+    import keras
+
     from backends.tf_weights import build_model
 
     placement = resolve_device(device)
-    with tf.device(placement):
-        model, name = build_model(weights)
+    previous = keras.config.dtype_policy()
+    if precision == "bf16":
+        keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        with tf.device(placement):
+            model, name = build_model(weights)
+    finally:
+        keras.config.set_dtype_policy(previous)
     num_classes = int(model.outputs[0].shape[-1])
-    info = ModelInfo("tf", name, num_classes, weights, "cuda" if "GPU" in placement else "cpu")
+    device_type = "cuda" if "GPU" in placement else "cpu"
+    info = ModelInfo("tf", name, num_classes, weights, device_type, precision=precision)
     backend = TFBackend(model, info, placement)
     if name == "keras model":  # anything may hide in a user's model; DenseNets are known clean
         backend.info = dataclasses.replace(info, warnings=unreached_warnings(backend.model))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import keras
 import tensorflow as tf
@@ -31,15 +31,15 @@ class ReluRules:
         self.method = "vanilla"
         self.applied = 0  # rule applications since the counter was last reset
 
-    def rule(self, dy: tf.Tensor, derivative: tf.Tensor) -> tf.Tensor:
-        """The gradient passed down, given R = dy and the ReLU's own local derivative."""
+    def rule(self, dy: tf.Tensor, gate: Callable[[tf.Tensor], tf.Tensor]) -> tf.Tensor:
+        """The gradient passed down, given R = dy and `gate`, which multiplies a gradient by the
+        ReLU's own local derivative (R·[x>0] for a plain ReLU)."""
         self.applied += 1
         if self.method == "deconv":
             return tf.nn.relu(dy)  # R·[R>0], the forward sign ignored
-        slope = tf.cast(derivative, dy.dtype)  # computed in the incoming gradient's dtype
         if self.method == "guided":
-            return tf.nn.relu(dy) * slope  # R·[x>0]·[R>0]
-        return dy * slope  # vanilla: R·[x>0]
+            return gate(tf.nn.relu(dy))  # R·[x>0]·[R>0]
+        return gate(dy)  # vanilla: R·[x>0]
 
     def relu(
         self,
@@ -58,23 +58,30 @@ class ReluRules:
                 )
 
             def backward(dy: tf.Tensor) -> tf.Tensor:
-                return self.rule(dy, local_derivative(x, negative_slope, max_value, threshold))
+                return self.rule(dy, gate(x, dy.dtype, negative_slope, max_value, threshold))
 
             return y, backward
 
         return overridden(x)
 
 
-def local_derivative(
-    x: tf.Tensor, negative_slope: float, max_value: float | None, threshold: float
-) -> tf.Tensor:
-    """d relu / dx: [x > threshold] for a plain ReLU; slope below, 0 above max_value otherwise."""
-    if negative_slope == 0.0 and max_value is None:
-        return x > threshold
-    derivative = tf.where(x > threshold, tf.ones_like(x), tf.fill(tf.shape(x), negative_slope))
+def gate(
+    x: tf.Tensor, dtype: tf.DType, negative_slope: float, max_value: float | None, threshold: float
+) -> Callable[[tf.Tensor], tf.Tensor]:
+    """g ↦ g · d relu/dx, computed in the incoming gradient's dtype.
+
+    A plain ReLU uses TensorFlow's own fused ReluGrad op; a `keras.layers.ReLU` with a threshold,
+    a max_value or a negative slope multiplies by its derivative: 1 on (threshold, max_value),
+    the slope below the threshold, 0 above max_value.
+    """
+    features = tf.cast(x, dtype)
+    if negative_slope == 0.0 and max_value is None and threshold == 0.0:
+        return lambda g: tf.raw_ops.ReluGrad(gradients=g, features=features)
+    ones = tf.ones_like(features)
+    derivative = tf.where(features > threshold, ones, ones * negative_slope)
     if max_value is not None:
-        derivative = tf.where(x < max_value, derivative, tf.zeros_like(x))
-    return derivative
+        derivative = tf.where(features < max_value, derivative, tf.zeros_like(features))
+    return lambda g: g * derivative
 
 
 def all_layers(model: keras.layers.Layer) -> Iterator[keras.layers.Layer]:

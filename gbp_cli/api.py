@@ -1,10 +1,10 @@
 """gbp as a library, for notebooks:
 
-    from gbp_cli import explain
-    from gbp_cli.render import overlay
-    result = explain("cat.jpg", method=["guided", "gradcam"], backend="tf")
-    result.target            # Prediction(index=281, label='tabby', logit=…, probability=…)
-    overlay(result.saliency["gradcam"], result.photo, result.geometry)   # a PIL image
+from gbp_cli import explain
+from gbp_cli.render import overlay
+result = explain("cat.jpg", method=["guided", "gradcam"], backend="tf")
+result.target            # Prediction(index=281, label='tabby', logit=…, probability=…)
+overlay(result.saliency["gradcam"], result.photo, result.geometry)   # a PIL image
 """
 
 from __future__ import annotations
@@ -40,9 +40,11 @@ class Explained:
 
 
 @functools.lru_cache(maxsize=4)
-def model(backend: str = "torch", weights: str = "imagenet", device: str = "auto") -> Backend:
+def model(
+    backend: str = "torch", weights: str = "imagenet", device: str = "auto", precision: str = "fp32"
+) -> Backend:
     """A loaded backend, kept so that repeated calls in a notebook do not reload it."""
-    return open_backend(backend, WeightsSpec.parse(weights), device)
+    return open_backend(backend, WeightsSpec.parse(weights), device, precision)
 
 
 def as_photo(image: ImageLike) -> Image.Image:
@@ -67,10 +69,11 @@ def explain(
     labels: Path | None = None,
     smooth: int | None = None,
     noise: float = 0.15,
+    precision: str = "fp32",
 ) -> Explained:
     """Explain one photo: `target` is a class index or name, or None for the top-1 class."""
     methods = (method,) if isinstance(method, str) else tuple(method)
-    loaded = model(backend, weights, device)
+    loaded = model(backend, weights, device, precision)
     names = load_labels(labels, loaded.info.num_classes)
     photo = as_photo(image)
     prepared = prepare_image(photo, resize, keep_photo=True)

@@ -55,6 +55,7 @@ def explain_command(
     alpha: float = 0.5,
     smooth: int | None = None,
     noise: float = 0.15,
+    precision: str = "fp32",
 ) -> int:
     """Run `gbp explain`; returns how many inputs failed."""
     to_stdout = out == STDOUT
@@ -92,7 +93,7 @@ def explain_command(
         sources = list(sources)  # cheap, and tells the backend how much work is coming
         if to_stdout and len(sources) != 1:
             raise GbpError(f"-o - writes one image to stdout, but {len(sources)} inputs were given")
-    model = open_backend(backend, spec, device)
+    model = open_backend(backend, spec, device, precision)
     names = load_labels(labels, model.info.num_classes)
     if top_k > len(names):
         raise GbpError(f"--top-k {top_k} is more than the model's {len(names)} classes")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -12,11 +13,18 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 
+def helper_threads() -> int:
+    """Threads for decoding (and as many for writing) beside the compute: one on a small machine,
+    where the framework already keeps every core busy; up to four on a large one, say beside a
+    GPU."""
+    return max(1, min(4, (os.cpu_count() or 2) // 4))
+
+
 def prefetch(
-    items: Iterable[T], work: Callable[[T], U], ahead: int
+    items: Iterable[T], work: Callable[[T], U], ahead: int, workers: int = 1
 ) -> Iterator[tuple[T, Future[U]]]:
     """Yield (item, finished future) in order, while up to `ahead` later items are worked on."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gbp-prepare")
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gbp-prepare")
     window: deque[tuple[T, Future[U]]] = deque()
     try:
         for item in items:

@@ -66,6 +66,7 @@ def cli() -> None:
     options.JSON,
     options.SHARD,
     options.QUIET,
+    options.PRECISION,
     options.TF_MODE,
 )
 @click.pass_context

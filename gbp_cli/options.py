@@ -143,6 +143,14 @@ SHARD = click.option(
 
 QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no closing summary.")
 
+PRECISION = click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="bf16 computes in bfloat16: about twice as fast on CPUs with bf16 units (torch), maps "
+    "correlate with fp32's at about 0.98.",
+)
 TF_MODE = click.option(
     "--tf-mode",
     type=click.Choice(["auto", "eager", "graph", "xla"]),

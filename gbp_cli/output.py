@@ -42,7 +42,8 @@ def png_bytes(pixels: np.ndarray, metadata: dict[str, str]) -> bytes:
     for key, value in metadata.items():
         info.add_itxt(key, value)
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", pnginfo=info)
+    # Saliency maps are noise-like: zlib level 1 is about 1.5× faster than 6 for ~10% more bytes.
+    Image.fromarray(pixels).save(buffer, format="PNG", pnginfo=info, compress_level=1)
     return buffer.getvalue()
 
 

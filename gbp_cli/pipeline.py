@@ -5,14 +5,14 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from backends.base import Backend
-from gbp_cli.batching import batched, prefetch
+from backends.base import Backend, Explanation
+from gbp_cli.batching import batched, helper_threads, prefetch
 from gbp_cli.errors import InputError
 from gbp_cli.inputs import Source
 from gbp_cli.methods import explain_maps
@@ -93,52 +93,80 @@ def predictions(logits: np.ndarray, indices: Iterable[int], labels: list[str]) -
 def run(
     sources: Iterable[Source], backend: Backend, job: Job, report: Callable[[Result], None]
 ) -> Summary:
-    """Explain every source, calling `report` once per input, in order."""
+    """Explain every source, calling `report` once per input, in order.
+
+    Three stages overlap: photos are decoded a window ahead in helper threads, the backend
+    computes in this one, and the previous batch is rendered and written in other helpers.
+    """
     summary = Summary()
     keep_photo = any(f in PHOTO_FORMATS for f in job.outputs.formats)
 
     def load(source: Source) -> Prepared:
         return prepare(source.path, job.outputs.resize, keep_photo)
 
-    def finish(result: Result) -> None:
-        summary.add(result)
-        report(result)
+    def flush(slots: list[Result | Future[Result]]) -> None:
+        for slot in slots:
+            result = slot.result() if isinstance(slot, Future) else slot
+            summary.add(result)
+            report(result)
 
     claimed: dict[Path, Source] = {}
-    for batch in batched(prefetch(sources, load, ahead=2 * job.batch_size), job.batch_size):
-        ready: list[tuple[Source, Prepared]] = []
-        for source, future in batch:
-            result = _check(source, future, job, claimed)
-            if result is None:
-                ready.append((source, future.result()))
-            else:
-                finish(result)
-        if not ready:
-            continue
-        start = time.perf_counter()
-        images = np.stack([prepared.array for _, prepared in ready])
-        targets = None if job.target is None else np.full((len(ready), 1), job.target)
-        outputs = job.outputs
-        explanation, maps = explain_maps(
-            backend, images, outputs.methods, targets, job.top_k, outputs.smoothing
-        )
-        share = (time.perf_counter() - start) / len(ready)
-        summary.compute_seconds += share * len(ready)
-        for i, (source, prepared) in enumerate(ready):
-            begun = time.perf_counter()
-            logits = explanation.logits[i]
-            result = Result(
-                source,
-                targets=predictions(logits, explanation.targets[i], job.labels),
-                top=predictions(logits, np.argsort(-logits)[: max(5, job.top_k)], job.labels),
-                relus=dict(explanation.relus),
-            )
-            for k, target in enumerate(result.targets):
-                image_maps = {method: values[i, k] for method, values in maps.items()}
-                _write(result, image_maps, prepared, target, k, backend, job)
-            result.seconds = share + time.perf_counter() - begun
-            finish(result)
+    pending: list[Result | Future[Result]] | None = None
+    threads = helper_threads()
+    loaded = prefetch(sources, load, ahead=2 * job.batch_size, workers=threads)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gbp-write") as writer:
+        for batch in batched(loaded, job.batch_size):
+            slots: list[Result | Future[Result] | None] = []  # None: to be written below
+            ready: list[tuple[int, Source, Prepared]] = []
+            for source, future in batch:
+                slots.append(_check(source, future, job, claimed))
+                if slots[-1] is None:
+                    ready.append((len(slots) - 1, source, future.result()))
+            if ready:
+                start = time.perf_counter()
+                images = np.stack([prepared.array for _, _, prepared in ready])
+                targets = None if job.target is None else np.full((len(ready), 1), job.target)
+                explanation, maps = explain_maps(
+                    backend, images, job.outputs.methods, targets, job.top_k, job.outputs.smoothing
+                )
+                share = (time.perf_counter() - start) / len(ready)
+                summary.compute_seconds += share * len(ready)
+                for i, (slot, source, prepared) in enumerate(ready):
+                    slots[slot] = writer.submit(
+                        _write_image, i, source, prepared, explanation, maps, share, backend, job
+                    )
+            if pending is not None:
+                flush(pending)  # the previous batch was written while this one computed
+            pending = slots  # type: ignore[assignment]
+        if pending is not None:
+            flush(pending)
     return summary
+
+
+def _write_image(
+    i: int,
+    source: Source,
+    prepared: Prepared,
+    explanation: Explanation,
+    maps: dict[str, np.ndarray],
+    share: float,
+    backend: Backend,
+    job: Job,
+) -> Result:
+    """Image `i` of a computed batch: its predictions, and every output on disk."""
+    begun = time.perf_counter()
+    logits = explanation.logits[i]
+    result = Result(
+        source,
+        targets=predictions(logits, explanation.targets[i], job.labels),
+        top=predictions(logits, np.argsort(-logits)[: max(5, job.top_k)], job.labels),
+        relus=dict(explanation.relus),
+    )
+    for k, target in enumerate(result.targets):
+        image_maps = {method: values[i, k] for method, values in maps.items()}
+        _write(result, image_maps, prepared, target, k, backend, job)
+    result.seconds = share + time.perf_counter() - begun
+    return result
 
 
 def _write(

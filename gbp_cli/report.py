@@ -37,6 +37,7 @@ def result_record(result: Result, info: ModelInfo, methods: tuple[str, ...]) -> 
         "model": info.model,
         "weights": info.weights.describe(),
         "random_weights": info.weights.is_random,
+        "precision": info.precision,
         "methods": list(methods),
     }
     if result.error is not None:

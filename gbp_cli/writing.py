@@ -72,6 +72,7 @@ def metadata(info: ModelInfo, outputs: Outputs, target: Target, method: str, fmt
         "gbp:backend": info.backend,
         "gbp:model": info.model,
         "gbp:weights": info.weights.describe(),
+        "gbp:precision": info.precision,
         "gbp:method": method,
         "gbp:target": f"{target.index} {target.label}",
         "gbp:probability": f"{target.probability:.6f}",

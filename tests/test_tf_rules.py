@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from backends.base import WeightsSpec
 from backends.tf_backend import TFBackend, choose_mode, wrap_keras_model
-from backends.tf_relus import ReluRules, override_relus, unreached_relus
+from backends.tf_relus import ReluRules, gate, override_relus, unreached_relus
 from tests.test_torch_rules import HAND_COMPUTED
 
 KERNELS = [
@@ -86,10 +86,18 @@ def test_relu_layer_gates_at_threshold_and_max_value() -> None:
 
 def test_the_gradient_is_computed_in_the_incoming_dtype() -> None:
     rules = ReluRules()
+    x = tf.constant([1.0, -1.0, 2.0])
     for method in ("guided", "vanilla", "deconv"):
         rules.method = method
-        out = rules.rule(tf.constant([1.0, -1.0], tf.float16), tf.constant([True, True]))
-        assert out.dtype == tf.float16
+        for kwargs in ({}, {"max_value": 6.0}):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = rules.relu(x, **kwargs)
+            dy = tf.constant([1.0, 1.0, -1.0], tf.float16)
+            assert tape.gradient(y, x, output_gradients=tf.cast(dy, tf.float32)).dtype == tf.float32
+            assert rules.rule(dy, gate(x, tf.float16, 0.0, kwargs.get("max_value"), 0.0)).dtype == (
+                tf.float16
+            )
 
 
 class HiddenRelu(keras.layers.Layer):
