@@ -95,5 +95,13 @@ class Backend(ABC):
         also return the Grad-CAM layer's output and its ordinary gradients.
         """
 
+    @abstractmethod
+    def state(self) -> dict[str, np.ndarray]:
+        """The weights as torchvision-layout numpy arrays (backends/densenet.py's naming)."""
+
+    @abstractmethod
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Replace the weights in place, from torchvision-layout numpy arrays."""
+
     def plan(self, images: int | None, batch_size: int) -> None:  # noqa: B027
         """Told how many images are coming (None: a stream), so a backend can pick how to run."""

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from backends.base import Backend, Explanation, ModelInfo, WeightsSpec
+from backends.densenet import BLOCKS, from_keras, layers
 from backends.tf_relus import ReluRules, override_relus, unreached_relus
 from gbp_cli.errors import GbpError
 
@@ -63,6 +64,21 @@ class TFBackend(Backend):
         self._functions: dict[tuple, Callable] = {}
         self._relus: dict[tuple, dict[str, int]] = {}
         self._with_features: tf.keras.Model | None = None
+
+    def _densenet(self) -> str:
+        if self.info.model not in BLOCKS:
+            raise GbpError(f"this needs a Keras DenseNet121/169/201, not a {self.info.model}")
+        return self.info.model
+
+    def state(self) -> dict[str, np.ndarray]:
+        arch = self._densenet()
+        weights = {name: self.model.get_layer(name).get_weights() for _, name, _ in layers(arch)}
+        return from_keras(weights, arch)
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        from backends.tf_weights import set_torch_weights
+
+        set_torch_weights(self.model, state, self._densenet(), "weights")
 
     def plan(self, images: int | None, batch_size: int) -> None:
         self.mode = choose_mode(images, batch_size)

@@ -151,10 +151,11 @@ class TorchBackend(Backend):
         self.info = info
 
     def state(self) -> dict[str, np.ndarray]:
-        """The weights as torchvision-layout numpy arrays (to hand the very same to TF)."""
-        return {
-            k: v.detach().cpu().contiguous().numpy() for k, v in self.model.state_dict().items()
-        }
+        # Copies: numpy views of the live tensors would change with the next load_state.
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
 
     def explain(
         self,

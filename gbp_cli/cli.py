@@ -102,6 +102,36 @@ def parity(ctx: click.Context, inputs: tuple[str, ...], **options) -> None:
 
 
 @cli.command()
+@options.compose(
+    options.INPUTS,
+    options.BACKEND,
+    options.METHOD,
+    options.WEIGHTS,
+    click.option("-o", "--out", default="sanity", show_default=True, metavar="DIR"),
+    options.JSON,
+    options.RESIZE,
+    options.DEVICE,
+    options.BATCH_SIZE,
+    options.OVERWRITE,
+)
+@click.pass_context
+def sanity(ctx: click.Context, inputs: tuple[str, ...], **options_) -> None:
+    """Does the map depend on the model? Cascading randomization and a class check.
+
+    Re-initialises DenseNet from the top, stage by stage (classifier, block 4, transition 3, …,
+    stem), and compares each method's map with the original: Spearman rank correlation with and
+    without absolute values, SSIM, and the Pearson correlation of HOG features (Adebayo et al.
+    2018). Also compares the top-1 class's map with the least likely class's, and warns when
+    they are nearly the same. Writes OUT/<name>.sanity.png (similarity against depth) and
+    OUT/<name>.sanity-maps.png (the maps); prints a table, or JSON records with --json.
+    Default methods: guided, vanilla, deconv.
+    """
+    from gbp_cli.sanity import sanity_command
+
+    ctx.exit(1 if sanity_command(inputs, **options_) else 0)
+
+
+@cli.command()
 @click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--overwrite", is_flag=True, help="Replace DESTINATION if it exists.")

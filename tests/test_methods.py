@@ -48,6 +48,12 @@ class Recording(Backend):
         self.info = ModelInfo("fake", "fake", 3, WeightsSpec("random"), "cpu")
         self.seen: list[np.ndarray] = []
 
+    def state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        pass
+
     def explain(
         self,
         images: np.ndarray,

@@ -1,0 +1,99 @@
+"""gbp sanity: the measures, the cascade's direction, both backends alike, and the command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("scipy")
+pytest.importorskip("skimage")
+torch = pytest.importorskip("torch")
+
+from backends import WeightsSpec, open_backend  # noqa: E402
+from gbp_cli.preprocess import prepare  # noqa: E402
+from gbp_cli.sanity import CLASS_CHECK, STAGES, cascade, similarity  # noqa: E402
+from tests.test_cli import ROOT, gbp, one_line, without  # noqa: E402
+
+METHODS = ("guided", "vanilla")
+
+
+def test_the_measures_on_known_pairs() -> None:
+    rng = np.random.default_rng(0)
+    smooth = np.add.outer(np.sin(np.arange(224) / 9), np.cos(np.arange(224) / 13))[..., None]
+    same = similarity(smooth, smooth)
+    assert (same.spearman_abs, same.spearman, same.ssim) == pytest.approx((1, 1, 1))
+    assert same.hog_pearson == pytest.approx(1)
+    flipped = similarity(smooth, -smooth)
+    assert flipped.spearman == pytest.approx(-1) and flipped.spearman_abs == pytest.approx(1)
+    noise = similarity(rng.normal(size=(224, 224, 3)), rng.normal(size=(224, 224, 3)))
+    assert abs(noise.spearman) < 0.05 and abs(noise.spearman_abs) < 0.05
+
+
+@pytest.fixture(scope="module")
+def cascades(densenet_checkpoint: Path) -> dict:
+    images = prepare(ROOT / "sample_images" / "chelsea.png", "squash").array[None]
+    results = {}
+    for name in ("torch", "tf"):
+        if name == "tf":
+            pytest.importorskip("backends.tf_env")
+        backend = open_backend(name, WeightsSpec("file", densenet_checkpoint), "cpu")
+        before = backend.state()
+        records, maps = cascade(backend, ["chelsea"], images, METHODS)
+        after = backend.state()
+        assert all(np.array_equal(before[k], after[k]) for k in before)  # weights restored
+        backend.load_state({k: np.zeros_like(v) for k, v in before.items()})
+        assert not np.array_equal(backend.state()["classifier.weight"], before["classifier.weight"])
+        results[name] = {(r.method, r.stage): r.similarity for r in records}
+        results[name + " maps"] = maps
+    return results
+
+
+def test_vanilla_decorrelates_as_more_is_randomized_and_guided_holds_on(cascades) -> None:
+    torch_records = cascades["torch"]
+    vanilla = [torch_records[("vanilla", s)].spearman_abs for s in STAGES]
+    guided = [torch_records[("guided", s)].spearman_abs for s in STAGES]
+    assert vanilla[0] < 0.8 and vanilla[-1] < vanilla[0]  # the classifier alone already matters
+    assert guided[0] > 0.95 and guided[-1] < guided[0]  # Adebayo et al.: edges survive the top
+    assert guided[0] - vanilla[0] > 0.3
+    assert len(torch_records) == len(METHODS) * (len(STAGES) + 1)
+    assert ("guided", CLASS_CHECK) in torch_records
+
+
+def test_both_backends_give_the_same_numbers(cascades) -> None:
+    for key, mine in cascades["torch"].items():
+        theirs = cascades["tf"][key]
+        for field in ("spearman_abs", "spearman", "ssim", "hog_pearson"):
+            assert getattr(mine, field) == pytest.approx(getattr(theirs, field), abs=0.01), key
+
+
+def test_the_command_writes_plots_and_named_records(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    photo = ROOT / "sample_images" / "coffee.png"
+    result = gbp("sanity", photo, "--weights", "random", "--method", "vanilla", "--json", "-o", out)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["stage"] for r in records] == [*STAGES, CLASS_CHECK]
+    for record in records:
+        assert {"spearman_abs", "spearman", "ssim", "hog_pearson", "input", "method"} <= set(record)
+        assert record["weights"].startswith("random")
+    plot, grid = Image.open(out / "coffee.sanity.png"), Image.open(out / "coffee.sanity-maps.png")
+    assert plot.width > 2 * plot.height and grid.width > grid.height
+    table = gbp("sanity", photo, "--weights", "random", "--method", "guided", "-o", out)
+    assert len(table.stdout.splitlines()) == len(STAGES) + 1 and "spearman_abs" in table.stdout
+
+
+def test_missing_metric_libraries_name_the_extra(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", without("scipy", "skimage"), "sanity", str(ROOT / "sample_images")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode == 2 and "pip install 'gbp[sanity]'" in one_line(run.stderr)
