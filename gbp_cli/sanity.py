@@ -8,14 +8,22 @@ randomise identically. A class check compares the top-1 class's map with the lea
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+import click
 import numpy as np
 
-from backends.base import Backend
+from backends import Backend, WeightsSpec, open_backend
 from backends.densenet import BLOCKS, random_weights
-from gbp_cli.errors import GbpError
+from gbp_cli.app import announce, unique
+from gbp_cli.batching import batched
+from gbp_cli.errors import GbpError, InputError
+from gbp_cli.inputs import discover
 from gbp_cli.methods import explain_maps
+from gbp_cli.output import output_stem, png_bytes, write_atomic
+from gbp_cli.preprocess import prepare
 
 STAGES = (
     "classifier",
@@ -163,19 +171,7 @@ def sanity_command(
     overwrite: bool,
 ) -> int:
     """Run `gbp sanity`; returns the number of inputs that failed."""
-    import json
-    from pathlib import Path
-
-    import click
-
-    from backends import WeightsSpec, open_backend
-    from gbp_cli.app import announce, unique
-    from gbp_cli.batching import batched
-    from gbp_cli.errors import InputError
-    from gbp_cli.inputs import discover
-    from gbp_cli.output import output_stem, png_bytes, write_atomic
-    from gbp_cli.preprocess import prepare
-    from gbp_cli.sanity_plots import map_grid, similarity_plot
+    from gbp_cli.sanity_plots import map_grid, similarity_plot  # imports this module
 
     _metrics()  # fail before loading a framework if scipy or scikit-image is missing
     spec = WeightsSpec.parse(weights)
