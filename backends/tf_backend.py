@@ -24,9 +24,9 @@ MODES = ("eager", "graph", "xla")
 # per batch size, (extra seconds the first call costs, seconds per image after it). They decide
 # only which mode runs, never what it computes.
 COST = {
-    "eager": {1: (0.5, 0.85), 8: (4.0, 0.27)},
-    "graph": {1: (5.0, 0.13), 8: (7.1, 0.087)},
-    "xla": {1: (19.4, 0.096), 8: (22.0, 0.085)},
+    "eager": {1: (0.4, 0.856), 8: (1.8, 0.229)},
+    "graph": {1: (4.8, 0.125), 8: (5.1, 0.071)},
+    "xla": {1: (19.7, 0.095), 8: (20.4, 0.083)},
 }
 
 

@@ -1,6 +1,7 @@
 """gbp against its baselines and peers, in one run on one machine; writes a table, a chart, JSON.
 
     pip install -e '.[all,bench]' && python bench/bench.py [--readme] [--device cpu|cuda]
+    python bench/bench.py --tf-modes     # the first-call and steady costs behind --tf-mode auto
 
 Each case runs in its own process (bench/cases.py): the median of --repeat timed calls after a
 warm-up, in ms per image, and that process's peak RSS. Ratios are between rows of the same run.
@@ -142,6 +143,20 @@ def folder_throughput(backend: str, device: str, folder: Path) -> dict:
     }
 
 
+def tf_modes(device: str, repeat: int) -> None:
+    """The numbers behind `--tf-mode auto` (backends/tf_backend.py's COST): per mode and batch
+    size, what the first call costs beyond its own work, and the steady ms per image."""
+    for batch in (1, 8):
+        for case in ("gbp-tf-eager", "gbp-tf", "gbp-tf-xla"):
+            row = run_case(case, batch, "fp32", device, repeat)
+            if "error" not in row:
+                extra = row["first_call_s"] - row["ms_per_image"] * batch / 1000
+                print(
+                    f"{case:13s} batch {batch}: first call +{extra:.1f} s, "
+                    f"then {row['ms_per_image']:.0f} ms/image"
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -150,7 +165,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE)
     parser.add_argument("--skip", nargs="*", default=[], help="cases to leave out")
     parser.add_argument("--report-only", action="store_true", help="redraw from results.json")
+    parser.add_argument(
+        "--tf-modes", action="store_true", help="only the TF modes' first-call and steady costs"
+    )
     args = parser.parse_args()
+    if args.tf_modes:
+        tf_modes(args.device, args.repeat)
+        return
     suffix = "" if args.device == "cpu" else f"-{args.device}"
     if args.report_only:
         publish(json.loads((args.out / f"results{suffix}.json").read_text()), args, suffix)

@@ -155,6 +155,7 @@ CASES: dict[str, Callable[..., Step]] = {
     "blog-torch": blog_torch,
     "gbp-tf": gbp_tf,
     "gbp-tf-xla": lambda x, p, d: gbp_tf(x, p, d, mode="xla"),
+    "gbp-tf-eager": lambda x, p, d: gbp_tf(x, p, d, mode="eager"),
     "blog-tf": blog_tf,
 }
 
