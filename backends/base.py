@@ -14,12 +14,7 @@ import numpy as np
 #   deconv   R·[R>0]        (Zeiler & Fergus 2014)
 #   guided   R·[x>0]·[R>0]  (Springenberg et al. 2014)
 METHODS = ("guided", "vanilla", "deconv")  # the gradient methods a backend computes
-# Grad-CAM's layer, the same in both frameworks.
-CAM_LAYER = (
-    "the last dense block's output (torchvision features.denseblock4, Keras conv5_block*_concat)"
-)
 RANDOM_SEED = 0
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from backends.base import METHODS as GRADIENT_METHODS
 from backends.base import Backend, Explanation
 
 CAM_METHODS = ("gradcam", "guided-gradcam")
-ALL_METHODS = GRADIENT_METHODS + CAM_METHODS
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ SIZE = 224
 CROP_RESIZE = 256
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-RESIZE_MODES = ("squash", "crop")
 _HIGH_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 
 
@@ -104,11 +103,6 @@ def normalize(view: Image.Image) -> np.ndarray:
     """RGB 224×224 → float32 H×W×3 scaled to [0, 1] and standardised with ImageNet's mean/std."""
     pixels = np.asarray(view, dtype=np.float32) / np.float32(255.0)
     return (pixels - MEAN) / STD
-
-
-def denormalize(x: np.ndarray) -> np.ndarray:
-    """Model input back to [0, 1] RGB, for drawing."""
-    return np.clip(x * STD + MEAN, 0.0, 1.0)
 
 
 @dataclass

@@ -12,9 +12,6 @@ from PIL import Image
 
 from gbp_cli.preprocess import Geometry
 
-FORMATS = ("color", "gray", "heatmap", "overlay", "pos", "neg", "panel", "npy")
-PER_MAP_FORMATS = ("color", "gray", "heatmap", "pos", "neg")  # drawn from one map alone
-
 
 def _channels(saliency: np.ndarray) -> np.ndarray:
     values = np.asarray(saliency, dtype=np.float64)
