@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import importlib
 
-from backends.base import METHODS, Backend, Explanation, ModelInfo, WeightsSpec
-from gbp_cli.errors import GbpError
+from .base import (
+    DISTRIBUTION,
+    Backend,
+    BackendError,
+    Explanation,
+    ModelInfo,
+    WeightsSpec,
+)
 
 __all__ = [
     "BACKENDS",
-    "METHODS",
+    "DISTRIBUTION",
     "Backend",
+    "BackendError",
     "Explanation",
     "ModelInfo",
     "WeightsSpec",
@@ -19,22 +26,28 @@ __all__ = [
 
 # name → (modules to import in order, the last one the backend; frameworks it needs; pip extra)
 BACKENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
-    "torch": (("backends.torch_backend",), ("torch", "torchvision"), "torch"),
-    "tf": (("backends.tf_env", "backends.tf_backend"), ("tensorflow", "keras", "h5py"), "tf"),
+    "torch": ((".torch_backend",), ("torch", "torchvision"), "torch"),
+    "tf": ((".tf_env", ".tf_backend"), ("tensorflow", "keras", "h5py"), "tf"),
 }
 
 
-def open_backend(name: str, weights: WeightsSpec, device: str, precision: str = "fp32") -> Backend:
-    """Import a backend's framework on demand and build its model once."""
+def open_backend(
+    name: str, weights: WeightsSpec, device: str, precision: str = "fp32", mode: str = "auto"
+) -> Backend:
+    """Import a backend's framework on demand and build its model once.
+
+    `mode` is how the backend runs: TensorFlow takes auto, eager, graph or xla (auto picks by
+    workload in `plan`); torch takes only auto.
+    """
     module_names, needs, extra = BACKENDS[name]
     try:
-        module = [importlib.import_module(m) for m in module_names][-1]
+        module = [importlib.import_module(m, __name__) for m in module_names][-1]
     except ImportError as e:
         missing = (e.name or "").split(".")[0]
         if missing not in needs:
             raise
-        raise GbpError(
+        raise BackendError(
             f"the {name} backend needs {missing}, which is not installed: "
-            f"pip install 'gbp[{extra}]'"
+            f"pip install '{DISTRIBUTION}[{extra}]'"
         ) from None
-    return module.load(weights, device, precision)
+    return module.load(weights, device, precision, mode)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-# The backward rule at every ReLU (R = gradient from above, x = forward input):
-#   vanilla  R·[x>0]        (Simonyan et al. 2013)
-#   deconv   R·[R>0]        (Zeiler & Fergus 2014)
-#   guided   R·[x>0]·[R>0]  (Springenberg et al. 2014)
-METHODS = ("guided", "vanilla", "deconv")  # the gradient methods a backend computes
 RANDOM_SEED = 0
+DISTRIBUTION = "gbp-saliency"  # what `pip install` calls gbp (the name `gbp` is taken on PyPI)
+
+
+class BackendError(Exception):
+    """A model, weights or device problem that stops the run; the CLI shows it as one line."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,50 @@ class WeightsSpec:
         return "imagenet"
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What `--model` asked for, and what describes a user's own model."""
+
+    name: str = "densenet201"  # torchvision name | package.module:factory | PATH.keras | keras:NAME
+    input_size: int | None = None  # --input-size, for a user's own model (default 224)
+    normalize: str | None = None  # --normalize imagenet|caffe|tf|none, for a user's own model
+    cam_layer: str | None = None  # --cam-layer: a torch module path or a Keras layer name
+    other_activations: str = "refuse"  # "gradient": activations with no rule keep their own
+
+    @property
+    def kind(self) -> str:
+        """"zoo" (a framework's named model), "factory" (module:callable), "keras-file", or
+        "keras-app" (keras:NAME, a Keras application with no torchvision twin)."""
+        if self.name.startswith("keras:"):
+            return "keras-app"
+        if self.name.endswith(".keras"):
+            return "keras-file"
+        if ":" in self.name:
+            return "factory"
+        return "zoo"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a photo becomes this model's input: input = (pixels in [0, 1] − mean) / std.
+
+    caffe (VGG's Keras weights): BGR, mean (103.939, 116.779, 123.68)/255, std 1/255;
+    tf: mean 0.5, std 0.5; none: mean 0, std 1; EfficientNet-Lite: mean 127/255, std 128/255.
+    """
+
+    size: int = 224  # the square the model sees
+    resize: int = 256  # `--resize crop`: the shorter side before the centre crop
+    interpolation: str = "bilinear"  # or "bicubic", "nearest"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    bgr: bool = False
+    name: str = "imagenet"  # for metadata: imagenet | caffe | tf | none | lite | …
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What was loaded, for result lines, JSON and PNG metadata."""
@@ -54,6 +98,21 @@ class ModelInfo:
     device: str
     precision: str = "fp32"  # or "bf16": computed in bfloat16, gradients and maps returned in fp32
     warnings: tuple[str, ...] = ()  # things the user must hear, e.g. ReLUs that were not reached
+    preprocessing: Preprocessing = Preprocessing()
+    # Activations seen in one forward pass, by kind ("ReLU", "ReLU6", "SiLU", …), and for kinds
+    # with no backward rule (backends/rules.py) the first few module or layer paths.
+    activations: dict[str, int] = field(default_factory=dict)
+    unruled: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    cam_layer: str | None = None  # Grad-CAM's layer; None: the model has no spatial feature map
+    twin: str | None = None  # the same network in the other backend, by its name there
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocessing.size
+
+    @property
+    def normalization(self) -> str:
+        return self.preprocessing.name
 
 
 @dataclass
@@ -63,7 +122,11 @@ class Explanation:
     logits: np.ndarray  # (N, classes) float32
     targets: np.ndarray  # (N, K) int64
     saliency: dict[str, np.ndarray] = field(default_factory=dict)  # method → (N, K, H, W, 3)
-    relus: dict[str, int] = field(default_factory=dict)  # method → ReLUs overridden in its pass
+    relus: dict[str, int] = field(default_factory=dict)  # method → activations its rule reached
+    # method → {kind: activations its rule was applied to in one pass}, and the kinds left with
+    # their ordinary gradient under --other-activations gradient, with their counts.
+    activations: dict[str, dict[str, int]] = field(default_factory=dict)
+    ordinary: dict[str, int] = field(default_factory=dict)
     # For Grad-CAM: the last dense block's output (N, h, w, C) and the ordinary gradient of each
     # target w.r.t. it (N, K, h, w, C). Everything made from them is shared code (gbp_cli.methods).
     features: np.ndarray | None = None

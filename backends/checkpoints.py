@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gbp_cli.errors import GbpError
+from .base import DISTRIBUTION, BackendError
+from .reasons import WHOLE_MODEL, unpickling_reason
 
 # Checkpoints saved by old torchvision name BatchNorm/conv parameters 'norm.1' instead of 'norm1'.
 _LEGACY_KEY = re.compile(
@@ -24,24 +25,29 @@ def _torch():
     try:
         import torch
     except ImportError:
-        raise GbpError(
-            "reading or writing a .pth file needs PyTorch: pip install 'gbp[torch]'"
+        raise BackendError(
+            f"reading or writing a .pth file needs PyTorch: pip install '{DISTRIBUTION}[torch]'"
         ) from None
     return torch
 
 
-def read_checkpoint(path: Path, what: str = "--weights") -> dict[str, np.ndarray]:
-    """A user's state_dict as numpy arrays, unpickled safely (weights_only=True)."""
+def read_checkpoint(path: Path, source: str | None = None) -> dict[str, np.ndarray]:
+    """A user's state_dict as numpy arrays, unpickled safely (weights_only=True).
+
+    `source` names the file in errors the way the user gave it (default: `--weights PATH`).
+    """
+    source = source or f"--weights {path}"
     torch = _torch()
     if not path.is_file():
-        raise GbpError(f"{what} {path}: no such file")
+        raise BackendError(f"{source}: no such file")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise GbpError(
-            f"{what} {path}: not a readable PyTorch state_dict ({first_line(e)})"
-        ) from None
-    state = unwrap(loaded, f"{what} {path}")
+        reason = unpickling_reason(path, e)
+        if reason == WHOLE_MODEL:
+            raise BackendError(f"{source}: {reason}") from None
+        raise BackendError(f"{source}: not a readable PyTorch state_dict ({reason})") from None
+    state = unwrap(loaded, source)
     return {
         key: (value.float() if value.is_floating_point() else value).detach().numpy()
         for key, value in state.items()
@@ -60,7 +66,9 @@ def unwrap(loaded: object, source: str) -> dict:
     if not isinstance(loaded, Mapping) or not all(
         isinstance(v, torch.Tensor) for v in loaded.values()
     ):
-        raise GbpError(f"{source}: expected a state_dict of tensors, found {type(loaded).__name__}")
+        raise BackendError(
+            f"{source}: expected a state_dict of tensors, found {type(loaded).__name__}"
+        )
     state = {}
     for key, value in loaded.items():
         key = key.removeprefix("module.")
@@ -75,9 +83,3 @@ def checkpoint_bytes(state: Mapping[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
     torch.save({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, buffer)
     return buffer.getvalue()
-
-
-def first_line(error: BaseException) -> str:
-    """An exception's first line: enough to say what went wrong, never a traceback."""
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from gbp_cli.errors import GbpError
+from .base import BackendError
 
 BLOCKS = {
     "densenet121": (6, 12, 24, 16),
@@ -25,21 +25,60 @@ _DENSE_LAYER = re.compile(r"features\.denseblock(\d)\.denselayer(\d+)\.")
 Weights = dict[str, np.ndarray]  # torchvision state_dict names → arrays
 
 
+# Other torchvision (and timm) architectures, told apart by key prefixes that all must occur,
+# so that a wrong file is named for what it is. The first match wins: specific before general.
+LOOKALIKES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("a ResNet", ("layer1.0.conv1.weight",)),
+    ("a Vision Transformer", ("conv_proj.weight",)),
+    ("an Inception v3", ("Conv2d_1a_3x3.",)),
+    ("a GoogLeNet", ("inception3a.",)),
+    ("a RegNet", ("trunk_output.",)),
+    ("a ShuffleNet", ("stage2.0.",)),
+    ("a SqueezeNet", ("features.3.squeeze.",)),
+    ("a VGG", ("features.0.weight", "classifier.0.weight")),
+    ("an AlexNet", ("features.0.weight", "classifier.1.weight")),
+    ("a MobileNetV2", ("features.1.conv.0.0.weight",)),
+    ("a ConvNeXt", ("features.1.0.layer_scale",)),
+    ("an MNASNet", ("layers.0.weight", "classifier.1.weight")),
+    ("a Swin Transformer", ("features.0.0.weight", "head.weight")),
+    ("a MobileNet/EfficientNet-family", ("features.0.0.weight",)),
+)
+
+
 def architecture_of(state: Mapping[str, object], source: str) -> str:
-    """Tell DenseNet121/169/201 apart by their dense layers per block."""
+    """Tell DenseNet121/169/201 apart by their dense layers per block; name anything else."""
+    config = dense_layers_per_block(state)
+    for name, blocks in BLOCKS.items():
+        if config == blocks and "classifier.weight" in state:
+            return name
+    raise BackendError(
+        f"{source}: not a torchvision DenseNet121/169/201 state_dict; {looks_like(state)}"
+    )
+
+
+def dense_layers_per_block(state: Mapping[str, object]) -> tuple[int, ...]:
     layers: dict[int, set[int]] = {}
     for key in state:
         match = _DENSE_LAYER.match(key)
         if match:
             layers.setdefault(int(match.group(1)), set()).add(int(match.group(2)))
-    config = tuple(len(layers.get(block, ())) for block in (1, 2, 3, 4))
-    for name, blocks in BLOCKS.items():
-        if config == blocks and "classifier.weight" in state:
-            return name
-    raise GbpError(
-        f"{source}: not a torchvision DenseNet121/169/201 state_dict "
-        f"(dense layers per block {config})"
-    )
+    return tuple(len(layers.get(block, ())) for block in (1, 2, 3, 4))
+
+
+def looks_like(state: Mapping[str, object]) -> str:
+    """What a state_dict that is not a known DenseNet seems to be, in words for an error line."""
+    config = dense_layers_per_block(state)
+    if config in BLOCKS.values():
+        return "it has no classifier.weight"
+    if any(config):
+        return f"it looks like a DenseNet with dense layers per block {config}"
+    keys = list(state)
+    if not keys:
+        return "it is empty"
+    for name, prefixes in LOOKALIKES:
+        if all(any(key.startswith(prefix) for key in keys) for prefix in prefixes):
+            return f"it looks like {name} state_dict"
+    return f"it is an unknown architecture (first keys: {', '.join(keys[:3])})"
 
 
 def layers(arch: str) -> Iterator[tuple[str, str, str]]:

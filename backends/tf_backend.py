@@ -11,15 +11,18 @@ import dataclasses
 import re
 from collections.abc import Callable, Sequence
 
+from . import tf_env  # noqa: F401  (first: it imports TensorFlow quietly and safely)
+
+# isort: split
 import numpy as np
 import tensorflow as tf
 
-from backends.base import Backend, Explanation, ModelInfo, WeightsSpec
-from backends.densenet import BLOCKS, from_keras, layers
-from backends.tf_relus import ReluRules, override_relus, unreached_relus
-from gbp_cli.errors import GbpError
+from .base import Backend, BackendError, Explanation, ModelInfo, WeightsSpec
+from .densenet import BLOCKS, from_keras, layers
+from .tf_relus import ReluRules, override_relus, unreached_relus
 
 MODES = ("eager", "graph", "xla")
+CHOICES = ("auto", *MODES)  # auto: `plan` picks by COST
 # Measured for DenseNet201 guided backprop on the 2-core dev CPU (bench/bench.py --tf-modes):
 # per batch size, (extra seconds the first call costs, seconds per image after it). They decide
 # only which mode runs, never what it computes.
@@ -46,20 +49,33 @@ def choose_mode(images: int | None, batch_size: int) -> str:
 def resolve_device(device: str) -> str:
     gpus = tf.config.list_physical_devices("GPU")
     if device == "cuda" and not gpus:
-        raise GbpError("--device cuda: TensorFlow sees no GPU (use --device cpu or auto)")
+        raise BackendError("--device cuda: TensorFlow sees no GPU (use --device cpu or auto)")
     return "/GPU:0" if device != "cpu" and gpus else "/CPU:0"
 
 
-class TFBackend(Backend):
-    """A Keras model whose ReLUs follow `rules`; gradients w.r.t. the input only."""
+def check_mode(mode: str) -> str:
+    if mode not in CHOICES:
+        raise BackendError(f"TensorFlow mode {mode!r}: expected one of {', '.join(CHOICES)}")
+    return mode
 
-    def __init__(self, model: tf.keras.Model, info: ModelInfo, device: str) -> None:
+
+class TFBackend(Backend):
+    """A Keras model whose ReLUs follow `rules`; gradients w.r.t. the input only.
+
+    `requested` is the mode asked for at construction; `mode` is the one that runs, read-only so
+    that nothing outside can change it behind `plan`'s back.
+    """
+
+    def __init__(
+        self, model: tf.keras.Model, info: ModelInfo, device: str, mode: str = "auto"
+    ) -> None:
         self.model = model
         self.info = info
         self.device = device
         self.rules = ReluRules()
         self.overridden = override_relus(model, self.rules)
-        self.mode = "eager"
+        self.requested = check_mode(mode)
+        self._mode = "eager" if mode == "auto" else mode
         self.batch_size = 0
         self._functions: dict[tuple, Callable] = {}
         self._relus: dict[tuple, dict[str, int]] = {}
@@ -67,7 +83,7 @@ class TFBackend(Backend):
 
     def _densenet(self) -> str:
         if self.info.model not in BLOCKS:
-            raise GbpError(f"this needs a Keras DenseNet121/169/201, not a {self.info.model}")
+            raise BackendError(f"this needs a Keras DenseNet121/169/201, not a {self.info.model}")
         return self.info.model
 
     def state(self) -> dict[str, np.ndarray]:
@@ -76,12 +92,18 @@ class TFBackend(Backend):
         return from_keras(weights, arch)
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        from backends.tf_weights import set_torch_weights
+        from .tf_weights import set_torch_weights
 
         set_torch_weights(self.model, state, self._densenet(), "weights")
 
+    @property
+    def mode(self) -> str:
+        """The execution mode in use: eager, graph or xla."""
+        return self._mode
+
     def plan(self, images: int | None, batch_size: int) -> None:
-        self.mode = choose_mode(images, batch_size)
+        if self.requested == "auto":
+            self._mode = choose_mode(images, batch_size)
         self.batch_size = batch_size
 
     def _cam_model(self) -> tf.keras.Model:
@@ -92,7 +114,7 @@ class TFBackend(Backend):
             names = [layer.name for layer in self.model.layers]
             blocks = [n for n in names if re.fullmatch(r"conv5_block\d+_concat", n)]
             if not blocks:
-                raise GbpError("gradcam needs a Keras DenseNet: no conv5_block*_concat layer")
+                raise BackendError("gradcam needs a Keras DenseNet: no conv5_block*_concat layer")
             layer = self.model.get_layer(blocks[-1])
             self._with_features = keras.Model(self.model.inputs, [layer.output, self.model.output])
         return self._with_features
@@ -179,12 +201,15 @@ class TFBackend(Backend):
         )
 
 
-def load(weights: WeightsSpec, device: str, precision: str = "fp32") -> TFBackend:
+def load(
+    weights: WeightsSpec, device: str, precision: str = "fp32", mode: str = "auto"
+) -> TFBackend:
     """Build the Keras model the weights describe; bf16 builds it under Keras's mixed policy."""
     import keras
 
-    from backends.tf_weights import build_model
+    from .tf_weights import build_model
 
+    check_mode(mode)  # before the model is built, which takes seconds
     placement = resolve_device(device)
     previous = keras.config.dtype_policy()
     if precision == "bf16":
@@ -197,7 +222,7 @@ def load(weights: WeightsSpec, device: str, precision: str = "fp32") -> TFBacken
     num_classes = int(model.outputs[0].shape[-1])
     device_type = "cuda" if "GPU" in placement else "cpu"
     info = ModelInfo("tf", name, num_classes, weights, device_type, precision=precision)
-    backend = TFBackend(model, info, placement)
+    backend = TFBackend(model, info, placement, mode)
     if name == "keras model":  # anything may hide in a user's model; DenseNets are known clean
         backend.info = dataclasses.replace(info, warnings=unreached_warnings(backend.model))
     return backend
@@ -211,14 +236,15 @@ def unreached_warnings(model: tf.keras.Model) -> tuple[str, ...]:
 
 
 def wrap_keras_model(
-    model: tf.keras.Model, weights: WeightsSpec, device: str = "auto"
+    model: tf.keras.Model, weights: WeightsSpec, device: str = "auto", mode: str = "auto"
 ) -> TFBackend:
     """A backend around a user's Keras model, which is cloned first and so left unchanged."""
     import keras
 
+    check_mode(mode)
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     info = ModelInfo("tf", model.name, int(model.outputs[0].shape[-1]), weights, device)
-    backend = TFBackend(clone, info, resolve_device(device))
+    backend = TFBackend(clone, info, resolve_device(device), mode)
     backend.info = dataclasses.replace(info, warnings=unreached_warnings(clone))
     return backend

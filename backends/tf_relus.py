@@ -12,8 +12,13 @@ import functools
 import re
 from collections.abc import Callable, Iterator
 
+from . import tf_env  # noqa: F401  (first: it imports TensorFlow quietly and safely)
+
+# isort: split
 import keras
 import tensorflow as tf
+
+from .rules import RULES
 
 SCOPE = "gbp_relu"
 _RELU_FUNCTIONS = {keras.activations.relu, tf.nn.relu, keras.ops.relu}
@@ -32,14 +37,12 @@ class ReluRules:
         self.applied = 0  # rule applications since the counter was last reset
 
     def rule(self, dy: tf.Tensor, gate: Callable[[tf.Tensor], tf.Tensor]) -> tf.Tensor:
-        """The gradient passed down, given R = dy and `gate`, which multiplies a gradient by the
+        """The method's rule (rules.py), applied to R = dy; `gate` multiplies a gradient by the
         ReLU's own local derivative (R·[x>0] for a plain ReLU)."""
         self.applied += 1
-        if self.method == "deconv":
-            return tf.nn.relu(dy)  # R·[R>0], the forward sign ignored
-        if self.method == "guided":
-            return gate(tf.nn.relu(dy))  # R·[x>0]·[R>0]
-        return gate(dy)  # vanilla: R·[x>0]
+        rule = RULES[self.method]
+        passed = tf.nn.relu(dy) if rule.positive else dy
+        return gate(passed) if rule.forward else passed
 
     def relu(
         self,

@@ -3,22 +3,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
+from . import tf_env  # noqa: F401  (first: it imports TensorFlow quietly and safely)
+
+# isort: split
 import h5py
 import keras
 import numpy as np
 import tensorflow as tf
 
-from backends.base import WeightsSpec
-from backends.checkpoints import first_line, read_checkpoint
-from backends.densenet import BLOCKS, DEFAULT, architecture_of, random_weights, to_keras
-from backends.downloads import quiet_download
-from backends.tf_relus import is_relu
-from gbp_cli.errors import GbpError
+from .base import BackendError, WeightsSpec
+from .checkpoints import read_checkpoint
+from .densenet import BLOCKS, DEFAULT, architecture_of, random_weights, to_keras
+from .downloads import quiet_download
+from .reasons import first_line
+from .tf_relus import is_relu
 
 BUILDERS = {
     "densenet121": "DenseNet121",
@@ -73,7 +79,7 @@ def imagenet_model() -> keras.Model:
     cached = keras_models_dir() / IMAGENET_FILE
     if cached.is_file() and _md5(cached) != IMAGENET_MD5:
         # Keras would try to download again and, offline, delete the file: say so instead.
-        raise GbpError(
+        raise BackendError(
             f"the cached ImageNet weights {cached} fail Keras's MD5 check; replace the file "
             f"(from {IMAGENET_URL}) or pass --weights PATH"
         )
@@ -81,10 +87,11 @@ def imagenet_model() -> keras.Model:
         with quiet_download():
             return keras.applications.DenseNet201(weights="imagenet", classifier_activation=None)
     except Exception as e:  # offline: Keras raises a plain Exception("URL fetch failure …")
-        raise GbpError(
+        raise BackendError(
             f"ImageNet weights {IMAGENET_FILE} are not cached and could not be downloaded "
             f"({first_line(e)}): put {IMAGENET_URL} in {cached.parent}/ (set KERAS_HOME to move "
-            f"it), or pass --weights PATH"
+            f"it), or pass --weights PATH (a torchvision .pth works too), or --weights random "
+            f"to try the pipeline on an untrained network"
         ) from None
 
 
@@ -96,14 +103,15 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def from_file(path: Path) -> tuple[keras.Model, str]:
-    """A model from `--weights PATH`, by the file's kind."""
-    source = f"--weights {path}"
+def from_file(path: Path, source: str | None = None) -> tuple[keras.Model, str]:
+    """A model from a weights file, by the file's kind; `source` names it in errors the way the
+    user gave it (default: `--weights PATH`)."""
+    source = source or f"--weights {path}"
     if not path.is_file():
-        raise GbpError(f"{source}: no such file")
+        raise BackendError(f"{source}: no such file")
     name = path.name.lower()
     if name.endswith((".pth", ".pt")):
-        state = read_checkpoint(path)
+        state = read_checkpoint(path, source)
         arch = architecture_of(state, source)
         model = densenet(arch, state["classifier.weight"].shape[0])
         set_torch_weights(model, state, arch, source)
@@ -114,13 +122,24 @@ def from_file(path: Path) -> tuple[keras.Model, str]:
         arch, num_classes = inspect_h5(path, source)
         model = densenet(arch, num_classes)
         try:
-            model.load_weights(path)
+            with warnings_only_on_success():
+                model.load_weights(path)
         except Exception as e:
-            raise GbpError(
+            raise BackendError(
                 f"{source}: does not fit Keras {BUILDERS[arch]} ({first_line(e)})"
             ) from None
         return model, arch
-    raise GbpError(f"{source}: expected .weights.h5, .h5, .keras, .pth or .pt")
+    raise BackendError(f"{source}: expected .weights.h5, .h5, .keras, .pth or .pt")
+
+
+@contextlib.contextmanager
+def warnings_only_on_success() -> Iterator[None]:
+    """Keras warns on its way to a load error ("Skipping nested container …"); a failed load is
+    answered by gbp's one line alone, while a load that works passes its warnings on."""
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def inspect_h5(path: Path, source: str) -> tuple[str, int]:
@@ -137,9 +156,11 @@ def inspect_h5(path: Path, source: str) -> tuple[str, int]:
                 kernel = next(d for d in _datasets(f["predictions"]) if d.ndim == 2)
             num_classes = int(kernel.shape[1])
     except (OSError, KeyError, StopIteration) as e:
-        raise GbpError(f"{source}: not a Keras DenseNet weights file ({first_line(e)})") from None
+        raise BackendError(
+            f"{source}: not a Keras DenseNet weights file ({first_line(e)})"
+        ) from None
     if convs not in _CONVS:
-        raise GbpError(f"{source}: not a Keras DenseNet121/169/201 ({convs} convolutions)")
+        raise BackendError(f"{source}: not a Keras DenseNet121/169/201 ({convs} convolutions)")
     return _CONVS[convs], num_classes
 
 
@@ -152,9 +173,10 @@ def _datasets(group: h5py.Group) -> list[h5py.Dataset]:
 def load_keras_model(path: Path, source: str) -> keras.Model:
     """A whole .keras model, in safe mode, with a softmax head turned back into logits."""
     try:
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+        with warnings_only_on_success():
+            model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as e:
-        raise GbpError(f"{source}: cannot load as a Keras model ({first_line(e)})") from None
+        raise BackendError(f"{source}: cannot load as a Keras model ({first_line(e)})") from None
     head = model.layers[-1]
     if getattr(head, "activation", None) is keras.activations.softmax:
         head.activation = keras.activations.linear
@@ -169,7 +191,9 @@ def set_torch_weights(
         for name, arrays in to_keras(state, arch).items():
             model.get_layer(name).set_weights(arrays)
     except (KeyError, ValueError) as e:
-        raise GbpError(f"{source}: does not fit Keras {BUILDERS[arch]} ({first_line(e)})") from None
+        raise BackendError(
+            f"{source}: does not fit Keras {BUILDERS[arch]} ({first_line(e)})"
+        ) from None
 
 
 def pool_like_torch(model: keras.Model) -> None:

@@ -9,7 +9,7 @@ call created. The hooks live on this pass's graph only: the model is never modif
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -18,36 +18,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from backends.base import Backend, Explanation, ModelInfo, WeightsSpec
-from gbp_cli.errors import GbpError
+from .base import Backend, BackendError, Explanation, ModelInfo, WeightsSpec
+from .rules import RULES, Rule
 
-# A rule maps (R, the ordinary gradient R·[x>0]) to the gradient passed down, or None to keep it.
-Rule = Callable[[Tensor, Tensor], "Tensor | None"]
-
-
-def _vanilla(grad_out: Tensor, gated: Tensor) -> Tensor | None:
-    return None
-
-
-def _guided(grad_out: Tensor, gated: Tensor) -> Tensor | None:
-    return gated.clamp_min_(0)  # R·[x>0]·[R>0], in place: `gated` is this backward's own tensor
-
-
-def _deconv(grad_out: Tensor, gated: Tensor) -> Tensor | None:
-    return grad_out.clamp_min(0)  # R·[R>0], the forward sign ignored
-
-
-RULES: dict[str, Rule] = {"vanilla": _vanilla, "guided": _guided, "deconv": _deconv}
+ORDINARY = RULES["vanilla"]  # the plain gradient, which Grad-CAM weighs its layer by
 
 RELU_CALLS = frozenset({F.relu, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_})
 
 
 class ReluOverride(TorchFunctionMode):
-    """Hooks the backward node of every ReLU run under it; `rule` is read at backward time."""
+    """Hooks the backward node of every ReLU run under it; `rule` is read at backward time, so
+    one forward graph serves every method."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.rule: Rule = _vanilla
+        self.rule: Rule = ORDINARY
         self.hooked = 0  # ReLUs seen in the forward pass
         self.applied = 0  # rule applications in backward passes so far
 
@@ -67,9 +52,16 @@ class ReluOverride(TorchFunctionMode):
     def _backward_hook(
         self, grad_inputs: tuple[Tensor, ...], grad_outputs: tuple[Tensor, ...]
     ) -> tuple[Tensor, ...] | None:
+        """The method's rule (rules.py), applied to R = grad_outputs[0]; None keeps autograd's own
+        gradient R·[x>0] = grad_inputs[0]."""
         self.applied += 1
-        new = self.rule(grad_outputs[0], grad_inputs[0])
-        return None if new is None else (new,)
+        rule = self.rule
+        if rule.forward and not rule.positive:
+            return None  # nothing changes (vanilla)
+        passed = grad_inputs[0] if rule.forward else grad_outputs[0]
+        if rule.positive:  # grad_inputs[0] is this backward's own tensor: clamp it in place
+            passed = passed.clamp_min_(0) if rule.forward else passed.clamp_min(0)
+        return (passed,)
 
 
 class ModuleExplanation(NamedTuple):
@@ -126,7 +118,7 @@ def explain_module(
         relus[method] = (override.applied - before) // len(scores)
     features = feature_grads = None
     if captured:
-        override.rule = _vanilla  # Grad-CAM weighs the layer by its ordinary gradient
+        override.rule = ORDINARY
         features, feature_grads = captured[0].detach(), gradients(captured[0])
     return ModuleExplanation(logits.detach(), targets, saliency, relus, features, feature_grads)
 
@@ -136,7 +128,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise GbpError("--device cuda: PyTorch sees no CUDA device (use --device cpu or auto)")
+        raise BackendError("--device cuda: PyTorch sees no CUDA device (use --device cpu or auto)")
     return torch.device(device)
 
 
@@ -221,10 +213,17 @@ def _numpy(tensor: Tensor) -> np.ndarray:
     return tensor.float().cpu().numpy()
 
 
-def load(weights: WeightsSpec, device: str, precision: str = "fp32") -> TorchBackend:
-    """Build the model the weights describe, on the requested device."""
-    from backends.torch_weights import build_model
+MODES = ("auto",)  # PyTorch runs eagerly; there is nothing to choose yet
 
+
+def load(
+    weights: WeightsSpec, device: str, precision: str = "fp32", mode: str = "auto"
+) -> TorchBackend:
+    """Build the model the weights describe, on the requested device."""
+    from .torch_weights import build_model
+
+    if mode not in MODES:
+        raise BackendError(f"the torch backend has no execution mode {mode!r} (only 'auto')")
     resolved = resolve_device(device)
     model, name = build_model(weights)
     num_classes = model.classifier.out_features

@@ -10,11 +10,11 @@ import torch
 from torch import nn
 from torchvision import models
 
-from backends.base import WeightsSpec
-from backends.checkpoints import first_line, read_checkpoint
-from backends.densenet import DEFAULT, architecture_of, random_weights
-from backends.downloads import quiet_download
-from gbp_cli.errors import GbpError
+from .base import BackendError, WeightsSpec
+from .checkpoints import read_checkpoint
+from .densenet import DEFAULT, architecture_of, random_weights
+from .downloads import quiet_download
+from .reasons import first_line
 
 
 def build_model(weights: WeightsSpec) -> tuple[nn.Module, str]:
@@ -27,7 +27,7 @@ def build_model(weights: WeightsSpec) -> tuple[nn.Module, str]:
     else:
         assert weights.path is not None
         source = f"--weights {weights.path}"
-        state = read_checkpoint(weights.path)
+        state = read_checkpoint(weights.path, source)
         arch = architecture_of(state, source)
     num_classes = state["classifier.weight"].shape[0]
     with torch.device("meta"):  # no time spent initialising weights about to be replaced
@@ -47,14 +47,15 @@ def imagenet_model() -> nn.Module:
             return models.densenet201(weights=spec)
     except Exception as e:  # offline: URLError/OSError; a damaged cache: RuntimeError and others
         if was_cached:
-            raise GbpError(
+            raise BackendError(
                 f"the cached ImageNet weights {folder / filename} cannot be loaded "
                 f"({first_line(e)}); delete the file to download it again, or pass --weights PATH"
             ) from None
-        raise GbpError(
+        raise BackendError(
             f"ImageNet weights {filename} are not cached and could not be downloaded "
-            f"({first_line(e)}): put {spec.url} in {folder}/ (set TORCH_HOME to move it), "
-            f"or pass --weights PATH"
+            f"({first_line(e)}): put {spec.url} in {folder}/ (set TORCH_HOME to move it; "
+            f"the same file serves --backend tf), or pass --weights PATH, or --weights random "
+            f"to try the pipeline on an untrained network"
         ) from None
 
 
@@ -65,7 +66,7 @@ def load_strict(model: nn.Module, state: Mapping[str, np.ndarray], source: str) 
         result = model.load_state_dict(tensors, strict=False, assign=True)
     except RuntimeError as e:
         detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e))
-        raise GbpError(f"{source}: does not fit {type(model).__name__} ({detail})") from None
+        raise BackendError(f"{source}: does not fit {type(model).__name__} ({detail})") from None
     problems = []
     if result.missing_keys:
         problems.append(f"{len(result.missing_keys)} missing, e.g. {result.missing_keys[0]}")
@@ -74,4 +75,4 @@ def load_strict(model: nn.Module, state: Mapping[str, np.ndarray], source: str) 
             f"{len(result.unexpected_keys)} unexpected, e.g. {result.unexpected_keys[0]}"
         )
     if problems:
-        raise GbpError(f"{source}: keys do not match ({'; '.join(problems)})")
+        raise BackendError(f"{source}: keys do not match ({'; '.join(problems)})")

@@ -21,8 +21,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backends import WeightsSpec, open_backend  # noqa: E402
-from backends.densenet import random_weights  # noqa: E402
+from gbp_cli.backends import WeightsSpec, open_backend  # noqa: E402
+from gbp_cli.backends.densenet import random_weights  # noqa: E402
 from gbp_cli.preprocess import prepare  # noqa: E402
 
 RANDOM = WeightsSpec("random")
@@ -58,7 +58,7 @@ def torch_floor(x: np.ndarray, precision: str, device: str, backend=None) -> Ste
     backend = backend or open_backend("torch", RANDOM, device, precision)
     source = torch.from_numpy(x).permute(0, 3, 1, 2).to(device)
 
-    from backends.torch_backend import exact_fp32
+    from gbp_cli.backends.torch_backend import exact_fp32
 
     strict = precision == "fp32" and device == "cuda"  # the same arithmetic as gbp's own pass
 

@@ -10,6 +10,7 @@ overlay(result.saliency["gradcam"], result.photo, result.geometry)   # a PIL ima
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +18,22 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from backends import Backend, WeightsSpec, open_backend
+from gbp_cli.backends import Backend, WeightsSpec, open_backend
 from gbp_cli.labels import load_labels, resolve_target
-from gbp_cli.methods import Smoothing, explain_maps
-from gbp_cli.pipeline import Prediction, predictions
+from gbp_cli.methods import explain_maps
+from gbp_cli.outputs import Prediction, predictions
 from gbp_cli.preprocess import Geometry, open_rgb, prepare_image, to_rgb
+from gbp_cli.settings import Smoothing
 
 ImageLike = str | Path | Image.Image | np.ndarray
+RANDOM_WEIGHTS = (
+    "weights='random' is an untrained, seeded network: its labels and maps say nothing about "
+    "ImageNet"
+)
+
+
+class RandomWeightsWarning(UserWarning):
+    """The maps come from an untrained network."""
 
 
 @dataclass
@@ -43,8 +53,12 @@ class Explained:
 def model(
     backend: str = "torch", weights: str = "imagenet", device: str = "auto", precision: str = "fp32"
 ) -> Backend:
-    """A loaded backend, kept so that repeated calls in a notebook do not reload it."""
-    return open_backend(backend, WeightsSpec.parse(weights), device, precision)
+    """A loaded backend, kept so that repeated calls in a notebook do not reload it. Random
+    weights are announced once, as the command line does."""
+    loaded = open_backend(backend, WeightsSpec.parse(weights), device, precision)
+    if loaded.info.weights.is_random:
+        warnings.warn(RANDOM_WEIGHTS, RandomWeightsWarning, stacklevel=3)
+    return loaded
 
 
 def as_photo(image: ImageLike) -> Image.Image:

@@ -1,4 +1,8 @@
-"""The `gbp` command line. It parses and wires; the work happens in the modules it calls."""
+"""The `gbp` command line. It parses and wires; the work happens in the modules it calls.
+
+Exit codes: 0 all inputs done, 1 some failed, 2 usage or configuration error, 130 interrupted
+(143 on SIGTERM), 141 when the reader of stdout went away (as `cat` does).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from gbp_cli.errors import GbpError
 
 
 class GbpCommandError(click.ClickException):
-    """A GbpError shown as one `gbp: …` line, exit 2."""
+    """A usage or configuration problem shown as one `gbp: …` line, exit 2."""
 
     exit_code = 2
 
@@ -22,23 +26,33 @@ class GbpCommandError(click.ClickException):
         click.echo(f"gbp: {self.message}", err=True)
 
 
+class StdoutClosed(Exception):
+    """The reader of stdout went away. Not an OSError, so Click does not turn it into exit 1."""
+
+
 class Group(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[override]
+        from gbp_cli.backends.base import BackendError
+
         try:
             return super().invoke(ctx)
-        except GbpError as e:
+        except (GbpError, BackendError) as e:
             raise GbpCommandError(str(e)) from None
+        except BrokenPipeError:
+            raise StdoutClosed from None
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gbp", message="%(prog)s %(version)s")
 def cli() -> None:
-    """Saliency maps (Guided Backpropagation, vanilla gradient, DeconvNet) for DenseNet201,
-    from PyTorch or TensorFlow.
+    """Saliency maps (Guided Backpropagation, vanilla gradient, DeconvNet, Grad-CAM) for image
+    classifiers, from PyTorch or TensorFlow.
 
     Caveat: guided-backprop and DeconvNet maps largely show the photo's edges and barely depend on
     the class or the model's top layers (Adebayo et al. 2018). Read them as "what the network can
     see", not as proof of what it decided on.
+
+    Exit status: 0 done, 1 some inputs failed, 2 usage error, 130 interrupted, 141 stdout closed.
     """
 
 
@@ -65,17 +79,17 @@ def cli() -> None:
     options.NOISE,
     options.JSON,
     options.SHARD,
+    options.DRY_RUN,
     options.QUIET,
     options.PRECISION,
     options.TF_MODE,
 )
 @click.pass_context
-def explain(ctx: click.Context, inputs: tuple[str, ...], **options) -> None:
+def explain(ctx: click.Context, inputs: tuple[str, ...], **chosen) -> None:
     """Write saliency maps for each INPUT (image files, folders, or '-' for paths on stdin)."""
-    from gbp_cli.app import explain_command
+    from gbp_cli.commands.explain import explain_command
 
-    failures = explain_command(inputs, **options)
-    ctx.exit(1 if failures else 0)
+    ctx.exit(1 if explain_command(inputs, **chosen) else 0)
 
 
 @cli.command()
@@ -90,45 +104,56 @@ def explain(ctx: click.Context, inputs: tuple[str, ...], **options) -> None:
     options.NOISE,
 )
 @click.pass_context
-def parity(ctx: click.Context, inputs: tuple[str, ...], **options) -> None:
+def parity(ctx: click.Context, inputs: tuple[str, ...], **chosen) -> None:
     """Explain each image with both backends and the same weights; report how far apart they are.
 
     Prints logits' max difference and each map's relative L2 error; exits 1 if any is over
     tolerance (logits 1e-3; vanilla 5e-3; every other method 1e-3).
     """
-    from gbp_cli.parity import parity_command
+    from gbp_cli.commands.parity import parity_command
 
-    ctx.exit(1 if parity_command(inputs, **options) else 0)
+    ctx.exit(1 if parity_command(inputs, **chosen) else 0)
 
 
 @cli.command()
 @options.compose(
     options.INPUTS,
     options.BACKEND,
-    options.METHOD,
+    click.option(
+        "--method",
+        "methods",
+        type=click.Choice(options.GRADIENT_CHOICES),
+        multiple=True,
+        help="Repeatable.  [default: guided, vanilla and deconv]",
+    ),
     options.WEIGHTS,
     click.option("-o", "--out", default="sanity", show_default=True, metavar="DIR"),
-    options.JSON,
+    click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="One JSON object per image, method and randomization stage on stdout.",
+    ),
     options.RESIZE,
     options.DEVICE,
     options.BATCH_SIZE,
     options.OVERWRITE,
+    options.QUIET,
 )
 @click.pass_context
-def sanity(ctx: click.Context, inputs: tuple[str, ...], **options_) -> None:
+def sanity(ctx: click.Context, inputs: tuple[str, ...], **chosen) -> None:
     """Does the map depend on the model? Cascading randomization and a class check.
 
-    Re-initialises DenseNet from the top, stage by stage (classifier, block 4, transition 3, …,
-    stem), and compares each method's map with the original: Spearman rank correlation with and
-    without absolute values, SSIM, and the Pearson correlation of HOG features (Adebayo et al.
-    2018). Also compares the top-1 class's map with the least likely class's, and warns when
-    they are nearly the same. Writes OUT/<name>.sanity.png (similarity against depth) and
-    OUT/<name>.sanity-maps.png (the maps); prints a table, or JSON records with --json.
-    Default methods: guided, vanilla, deconv.
+    Re-initialises the network from the top, stage by stage (for DenseNet: classifier, block 4,
+    transition 3, …, stem), and compares each method's map with the original: Spearman rank
+    correlation with and without absolute values, SSIM, and the Pearson correlation of HOG
+    features (Adebayo et al. 2018). Also compares the top-1 class's map with the least likely
+    class's, and warns when they are nearly the same. Writes OUT/<name>.sanity.png (similarity
+    against depth) and OUT/<name>.sanity-maps.png (the maps); prints a table, or JSON records.
     """
-    from gbp_cli.sanity import sanity_command
+    from gbp_cli.commands.sanity import sanity_command
 
-    ctx.exit(1 if sanity_command(inputs, **options_) else 0)
+    ctx.exit(1 if sanity_command(inputs, **chosen) else 0)
 
 
 @cli.command()
@@ -136,10 +161,10 @@ def sanity(ctx: click.Context, inputs: tuple[str, ...], **options_) -> None:
 @click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--overwrite", is_flag=True, help="Replace DESTINATION if it exists.")
 def convert(source: Path, destination: Path, overwrite: bool) -> None:
-    """Convert DenseNet121/169/201 weights: torchvision .pth ↔ Keras .weights.h5 (either way)."""
-    from backends.convert import convert
+    """Convert weights between a torchvision .pth and a Keras .weights.h5 (either way)."""
+    from gbp_cli.commands.convert import convert_command
 
-    summary = convert(source, destination, overwrite)
+    summary = convert_command(source, destination, overwrite)
     click.echo(f"{source}\t{destination}\t{summary}")
 
 
@@ -148,8 +173,13 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _quiet_stdout() -> None:
+    """After the reader left, point stdout at /dev/null so the final flush cannot complain."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: exit 0/1/2 as documented, 130 on Ctrl-C, no tracebacks for users."""
+    """Console entry point: the exit codes above, and no tracebacks for users."""
     signal.signal(signal.SIGTERM, _terminate)
     try:
         code = cli.main(args=argv, prog_name="gbp", standalone_mode=False)
@@ -159,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         e.show()
         code = e.exit_code
-    except BrokenPipeError:  # `gbp … | head`: the reader left; end quietly, as `cat` would
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (StdoutClosed, BrokenPipeError):  # `gbp … | head`: end quietly, as `cat` would
+        _quiet_stdout()
         code = 128 + signal.SIGPIPE
     sys.exit(code or 0)

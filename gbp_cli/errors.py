@@ -1,4 +1,4 @@
-"""The two kinds of failure a user can cause, so the CLI can answer each with one line."""
+"""The kinds of failure a user can meet, so the CLI can answer each with one line."""
 
 from __future__ import annotations
 
@@ -11,3 +11,13 @@ class GbpError(Exception):
 
 class InputError(Exception):
     """One input cannot be used; it is reported and the run goes on (exit 1 at the end)."""
+
+
+class NotAnInput(Exception):
+    """A file gbp wrote itself: never explained again, only counted."""
+
+
+class RunStopped(Exception):
+    """Going on would only fail every remaining input (a full disk, a closed stdout): stop now."""
+
+    exit_code = 1

@@ -8,27 +8,15 @@ the noise is drawn here, seeded, so both backends see identical inputs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from backends.base import METHODS as GRADIENT_METHODS
-from backends.base import Backend, Explanation
+from gbp_cli.backends.base import Backend, Explanation
+from gbp_cli.backends.rules import GRADIENT_METHODS, METHODS
+from gbp_cli.settings import Smoothing
 
-CAM_METHODS = ("gradcam", "guided-gradcam")
-
-
-@dataclass(frozen=True)
-class Smoothing:
-    """SmoothGrad: `samples` noisy copies, noise σ = `noise` × each image's input range."""
-
-    samples: int = 25
-    noise: float = 0.15
-    seed: int = 0
-
-    def describe(self) -> str:
-        return f"SmoothGrad n={self.samples} sigma={self.noise:g} seed={self.seed}"
+CAM_METHODS = tuple(m for m, method in METHODS.items() if method.rule is None)
 
 
 def backend_request(methods: Sequence[str]) -> tuple[tuple[str, ...], bool]:
@@ -84,8 +72,10 @@ def explain_maps(
     targets: np.ndarray | None = None,
     top_k: int = 1,
     smoothing: Smoothing | None = None,
+    on_sample: Callable[[], None] | None = None,
 ) -> tuple[Explanation, dict[str, np.ndarray]]:
-    """The clean pass (predictions, targets, ReLU counts), and each method's map, maybe smoothed."""
+    """The clean pass (predictions, targets, ReLU counts), and each method's map, maybe smoothed;
+    `on_sample` is called after each noisy pass, so long SmoothGrad runs can show progress."""
     gradients, cam = backend_request(methods)
     size = images.shape[1:3]
     clean = backend.explain(images, gradients, targets, top_k, cam=cam)
@@ -100,4 +90,6 @@ def explain_maps(
         result = backend.explain(noisy, gradients, clean.targets, cam=cam)
         for method, values in method_maps(result, methods, size).items():
             total[method] = total.get(method, 0) + values
+        if on_sample is not None:
+            on_sample()
     return clean, {m: (v / smoothing.samples).astype(np.float32) for m, v in total.items()}

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import click
 
-METHOD_CHOICES = ("guided", "vanilla", "deconv", "gradcam", "guided-gradcam")
+from gbp_cli.backends.rules import GRADIENT_METHODS, METHODS
+from gbp_cli.settings import Rendering, Smoothing
+
+GRADIENT_CHOICES = GRADIENT_METHODS
 FORMAT_CHOICES = ("color", "gray", "heatmap", "overlay", "pos", "neg", "panel", "npy")
 METHOD_HELP = (
-    "Repeatable. guided: guided backprop (Springenberg 2014); vanilla: the plain gradient; "
-    "deconv: DeconvNet (Zeiler 2014); gradcam: Grad-CAM (Selvaraju 2017) on the last dense "
-    "block's output (torchvision features.denseblock4 = Keras conv5_block32_concat, 7×7×1920); "
-    "guided-gradcam: guided × Grad-CAM.  [default: guided]"
+    "Repeatable. "
+    + "; ".join(f"{m.name}: {m.summary}" for m in METHODS.values())
+    + ".  [default: guided]"
 )
 
 
@@ -26,7 +28,7 @@ BACKEND = click.option(
 METHOD = click.option(
     "--method",
     "methods",
-    type=click.Choice(METHOD_CHOICES),
+    type=click.Choice(tuple(METHODS)),
     multiple=True,
     help=METHOD_HELP,
 )
@@ -40,7 +42,8 @@ TOP_K = click.option(
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Explain each of the K most likely classes (the class joins the file name).",
+    help="Explain each of the K most likely classes (index and label join the file name: "
+    "x.281-tabby.guided.color.png).",
 )
 
 WEIGHTS = click.option(
@@ -73,7 +76,8 @@ FORMAT = click.option(
     multiple=True,
     help="Repeatable. color: the signed map (blog style); gray: max |map| over channels; heatmap: "
     "gray in colour; overlay: heatmap over the photo; pos/neg: positive/negative saliency; panel: "
-    "photo and every method side by side; npy: the raw float32 map at 224×224.  [default: color]",
+    "photo and every method side by side (a row per class); npy: the raw float32 map at the "
+    "model's input size.  [default: color; overlay for gradcam]",
 )
 
 RESIZE = click.option(
@@ -101,17 +105,19 @@ NULL = click.option(
 CLIP = click.option(
     "--clip",
     type=click.FloatRange(50, 100),
-    default=99.0,
+    default=Rendering.clip,
     show_default=True,
     help="Percentile of |map| drawn at full strength in gray, heatmap and overlay.",
 )
 
-CMAP = click.option("--cmap", default="inferno", show_default=True, help="Matplotlib colormap.")
+CMAP = click.option(
+    "--cmap", default=Rendering.cmap, show_default=True, help="Matplotlib colormap."
+)
 
 ALPHA = click.option(
     "--alpha",
     type=click.FloatRange(0, 1),
-    default=0.5,
+    default=Rendering.alpha,
     show_default=True,
     help="Overlay strength where the map is strongest.",
 )
@@ -119,17 +125,16 @@ ALPHA = click.option(
 SMOOTH = click.option(
     "--smooth",
     type=click.IntRange(min=1),
-    is_flag=False,
-    flag_value=25,
     default=None,
-    metavar="[N]",
-    help="SmoothGrad: average any method over N noisy copies (N defaults to 25).",
+    metavar="N",
+    help=f"SmoothGrad: average any method over N noisy copies (the paper uses "
+    f"{Smoothing.samples}–50).",
 )
 
 NOISE = click.option(
     "--noise",
     type=click.FloatRange(min=0, min_open=True),
-    default=0.15,
+    default=Smoothing.noise,
     show_default=True,
     metavar="SIGMA",
     help="SmoothGrad noise, as a fraction of each image's input range.",
@@ -138,7 +143,15 @@ NOISE = click.option(
 JSON = click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
 
 SHARD = click.option(
-    "--shard", metavar="I/N", help="Do only share I (0-based) of N, for parallel jobs."
+    "--shard",
+    metavar="I/N",
+    help="Do only share I of N (I counts from 1, as in SLURM's --array=1-N), for parallel jobs.",
+)
+
+DRY_RUN = click.option(
+    "--dry-run",
+    is_flag=True,
+    help="List what each input would give (write, kept, refused, failed) without a model.",
 )
 
 QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no closing summary.")

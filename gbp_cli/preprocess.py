@@ -5,6 +5,10 @@ numpy and PIL only, so both backends see bit-identical inputs.
 
 from __future__ import annotations
 
+import errno
+import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from gbp_cli.errors import InputError
+from gbp_cli.errors import InputError, NotAnInput
+from gbp_cli.records import is_gbp_png, sha256_bytes
 
 SIZE = 224
 CROP_RESIZE = 256
@@ -30,26 +35,66 @@ class Geometry:
     box: tuple[int, int, int, int]  # left, top, right, bottom in photo pixels
 
 
-def open_rgb(path: Path) -> Image.Image:
-    """Decode the first frame upright and as RGB; anything unusable becomes one InputError."""
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device"}
+
+
+def read_input(path: Path) -> bytes:
+    """The file's bytes, if it is a regular file that can be read. A FIFO or device is refused
+    before it is opened, since opening one can block forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError("no such file") from None
+    except OSError as e:
+        raise InputError(_unreadable(e)) from None
+    if stat.S_ISDIR(mode):
+        raise InputError("is a directory")
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "a special file")
+        raise InputError(f"not a regular file ({kind}): skipped")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as e:
+        raise InputError(_unreadable(e)) from None
+
+
+def _unreadable(error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return "a symlink loop"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return "cannot read: permission denied"
+    return f"cannot read: {os.strerror(error.errno).lower() if error.errno else error}"
+
+
+def decode(data: bytes) -> Image.Image:
+    """Decode the first frame upright and as RGB; anything unusable becomes one InputError, and
+    a PNG that gbp wrote is refused as an input (NotAnInput)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(data)) as image:
+                if image.format == "PNG" and is_gbp_png(image.info):
+                    raise NotAnInput("a map gbp wrote, not a photo")
                 image.seek(0)
                 image.load()
                 upright = ImageOps.exif_transpose(image)
                 return to_rgb(upright)
-    except FileNotFoundError:
-        raise InputError("no such file") from None
-    except IsADirectoryError:
-        raise InputError("is a directory") from None
     except UnidentifiedImageError:
         raise InputError("not an image PIL can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputError(f"refused as a decompression bomb: {e}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
+    except ValueError as e:
+        if "decompressed data too large" in str(e).lower():
+            raise InputError("refused: a compressed chunk inflates past PIL's limit") from None
         raise InputError(f"corrupt or truncated image: {e}") from None
+    except (OSError, SyntaxError, EOFError) as e:
+        raise InputError(f"corrupt or truncated image: {e}") from None
+
+
+def open_rgb(path: Path) -> Image.Image:
+    """A file's first frame, upright RGB."""
+    return decode(read_input(path))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -112,6 +157,7 @@ class Prepared:
     array: np.ndarray
     geometry: Geometry
     photo: Image.Image | None = None  # the upright RGB photo, kept only when a rendering needs it
+    digest: str = ""  # SHA-256 of the file's bytes: what its outputs record as their source
 
 
 def prepare_image(image: Image.Image, resize: str, keep_photo: bool = False) -> Prepared:
@@ -122,4 +168,7 @@ def prepare_image(image: Image.Image, resize: str, keep_photo: bool = False) -> 
 
 def prepare(path: Path, resize: str, keep_photo: bool = False) -> Prepared:
     """The whole shared preprocessing for one file."""
-    return prepare_image(open_rgb(path), resize, keep_photo)
+    data = read_input(path)
+    prepared = prepare_image(decode(data), resize, keep_photo)
+    prepared.digest = sha256_bytes(data)
+    return prepared

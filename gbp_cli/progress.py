@@ -1,59 +1,39 @@
-"""A progress line on stderr — only for a person watching a terminal."""
+"""A progress bar on stderr for a person watching a terminal: tqdm's, which people know."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
-import time
-from typing import TextIO
+from collections.abc import Iterator
 
-
-def _clock(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+from tqdm import tqdm
 
 
 class Progress:
-    """`[#####-----] 32/64  2.1 images/s  ETA 0:15`, redrawn in place at most 10 times a second."""
+    """Counts images (fractions too: a SmoothGrad pass is a share of an image), with rate and
+    ETA; shown only when stderr is a terminal."""
 
-    WIDTH = 24
+    def __init__(self, total: int | None, unit: str = "image") -> None:
+        shown = "{n:.0f}/{total_fmt}" if total else "{n:.0f}"
+        self.bar = tqdm(
+            total=total,
+            unit=unit,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            leave=False,
+            bar_format="{l_bar}{bar}| " + shown + " [{elapsed}<{remaining}, {rate_fmt}]"
+            if total
+            else shown + " {unit}s [{elapsed}, {rate_fmt}]",
+        )
 
-    def __init__(self, total: int | None, stream: TextIO | None = None) -> None:
-        self.total = total
-        self.stream = stream or sys.stderr
-        self.done = 0
-        self.start = time.monotonic()
-        self.drawn = 0.0
-        self.visible = False
+    def advance(self, amount: float = 1.0) -> None:
+        self.bar.update(amount)
 
-    def advance(self, count: int = 1) -> None:
-        self.done += count
-        now = time.monotonic()
-        if now - self.drawn >= 0.1 or self.done == self.total:
-            self.draw(now)
-
-    def draw(self, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        self.drawn = now
-        elapsed = max(now - self.start, 1e-9)
-        rate = self.done / elapsed
-        if self.total:
-            filled = int(self.WIDTH * self.done / self.total)
-            bar = "#" * filled + "-" * (self.WIDTH - filled)
-            eta = _clock((self.total - self.done) / rate) if rate > 0 else "?"
-            text = f"[{bar}] {self.done}/{self.total}  {rate:.2f} images/s  ETA {eta}"
-        else:
-            text = f"{self.done} images  {rate:.2f} images/s  {_clock(elapsed)}"
-        self.stream.write("\r\033[K" + text)
-        self.stream.flush()
-        self.visible = True
-
-    def clear(self) -> None:
-        """Erase the line, so a message can be printed where it stood."""
-        if self.visible:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-            self.visible = False
+    @contextlib.contextmanager
+    def aside(self) -> Iterator[None]:
+        """Print a line where the bar stands; the bar comes back below it."""
+        with self.bar.external_write_mode(file=sys.stderr):
+            yield
 
     def close(self) -> None:
-        self.clear()
+        self.bar.close()

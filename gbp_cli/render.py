@@ -11,6 +11,9 @@ import numpy as np
 from PIL import Image
 
 from gbp_cli.preprocess import Geometry
+from gbp_cli.settings import DEFAULT_RENDERING, Rendering
+
+CLIP, CMAP, ALPHA, CONTRAST = Rendering.clip, Rendering.cmap, Rendering.alpha, Rendering.contrast
 
 
 def _channels(saliency: np.ndarray) -> np.ndarray:
@@ -26,7 +29,7 @@ def _rgb(values: np.ndarray) -> Image.Image:
     return Image.fromarray(pixels, "RGB")
 
 
-def color(saliency: np.ndarray, contrast: float = 0.1) -> Image.Image:
+def color(saliency: np.ndarray, contrast: float = CONTRAST) -> Image.Image:
     """The signed gradient as the guided-backprop blog draws it: centred, std-scaled, clipped.
 
     Zero gradient lands on mid-grey; `contrast` is how far one standard deviation moves from it.
@@ -35,7 +38,7 @@ def color(saliency: np.ndarray, contrast: float = 0.1) -> Image.Image:
     return _rgb((g - g.mean()) / (g.std() + 1e-12) * contrast + 0.5)
 
 
-def intensity(saliency: np.ndarray, clip: float = 99.0) -> np.ndarray:
+def intensity(saliency: np.ndarray, clip: float = CLIP) -> np.ndarray:
     """max |g| over channels, scaled so its `clip` percentile is 1 and clipped: H×W in [0, 1]."""
     magnitude = np.abs(_channels(saliency)).max(axis=-1)
     top = float(np.percentile(magnitude, clip))
@@ -44,7 +47,7 @@ def intensity(saliency: np.ndarray, clip: float = 99.0) -> np.ndarray:
     return np.clip(magnitude / top, 0.0, 1.0)
 
 
-def gray(saliency: np.ndarray, clip: float = 99.0) -> Image.Image:
+def gray(saliency: np.ndarray, clip: float = CLIP) -> Image.Image:
     """Where the map is strong, whatever its sign: white is the `clip` percentile and above."""
     return Image.fromarray(np.round(intensity(saliency, clip) * 255).astype(np.uint8), "L")
 
@@ -56,7 +59,7 @@ def colormap(values: np.ndarray, cmap: str) -> np.ndarray:
     return matplotlib.colormaps[cmap](values)[..., :3]
 
 
-def heatmap(saliency: np.ndarray, clip: float = 99.0, cmap: str = "inferno") -> Image.Image:
+def heatmap(saliency: np.ndarray, clip: float = CLIP, cmap: str = CMAP) -> Image.Image:
     return _rgb(colormap(intensity(saliency, clip), cmap))
 
 
@@ -65,12 +68,12 @@ def _signed_part(part: np.ndarray, clip: float) -> Image.Image:
     return _rgb(part / top)
 
 
-def positive(saliency: np.ndarray, clip: float = 99.0) -> Image.Image:
+def positive(saliency: np.ndarray, clip: float = CLIP) -> Image.Image:
     """Positive saliency: each channel's part above zero, its `clip` percentile at full strength."""
     return _signed_part(np.maximum(_channels(saliency), 0), clip)
 
 
-def negative(saliency: np.ndarray, clip: float = 99.0) -> Image.Image:
+def negative(saliency: np.ndarray, clip: float = CLIP) -> Image.Image:
     """Negative saliency: each channel's part below zero, its `clip` percentile at full strength."""
     return _signed_part(np.maximum(-_channels(saliency), 0), clip)
 
@@ -85,9 +88,9 @@ def overlay(
     saliency: np.ndarray,
     photo: Image.Image,
     geometry: Geometry,
-    clip: float = 99.0,
-    cmap: str = "inferno",
-    alpha: float = 0.5,
+    clip: float = CLIP,
+    cmap: str = CMAP,
+    alpha: float = ALPHA,
 ) -> Image.Image:
     """The heatmap blended over the upright photo, at its own size; outside a crop, the photo.
 
@@ -113,20 +116,17 @@ def render(
     saliency: np.ndarray,
     geometry: Geometry,
     photo: Image.Image | None = None,
-    clip: float = 99.0,
-    cmap: str = "inferno",
-    alpha: float = 0.5,
-    contrast: float = 0.1,
+    style: Rendering = DEFAULT_RENDERING,
 ) -> Image.Image:
     """One per-map format, at the photo's geometry."""
     if fmt == "overlay":
         assert photo is not None
-        return overlay(saliency, photo, geometry, clip, cmap, alpha)
+        return overlay(saliency, photo, geometry, style.clip, style.cmap, style.alpha)
     pictures = {
-        "color": lambda: color(saliency, contrast),
-        "gray": lambda: gray(saliency, clip),
-        "heatmap": lambda: heatmap(saliency, clip, cmap),
-        "pos": lambda: positive(saliency, clip),
-        "neg": lambda: negative(saliency, clip),
+        "color": lambda: color(saliency, style.contrast),
+        "gray": lambda: gray(saliency, style.clip),
+        "heatmap": lambda: heatmap(saliency, style.clip, style.cmap),
+        "pos": lambda: positive(saliency, style.clip),
+        "neg": lambda: negative(saliency, style.clip),
     }
     return on_photo(pictures[fmt](), geometry)

@@ -2,31 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict
 
 import click
 
-from backends.base import ModelInfo
-from gbp_cli.pipeline import Prediction, Result
+from gbp_cli.backends.base import ModelInfo
+from gbp_cli.outputs import Prediction
+from gbp_cli.pipeline import Result, Summary
 from gbp_cli.progress import Progress
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def field(text: object) -> str:
+    """One tab-separated field: tabs, newlines and backslashes escaped as `\\t`, `\\n`, `\\\\`."""
+    return str(text).translate(_ESCAPES)
+
+
+def counts(activations: dict[str, int]) -> str:
+    """`201 ReLUs`, or `35 ReLU6`, or `—` for methods that override nothing (Grad-CAM)."""
+    numbers = sorted({n for n in activations.values() if n})
+    return f"{','.join(map(str, numbers))} ReLUs" if numbers else "no ReLUs overridden"
+
+
+def prediction_text(p: Prediction) -> str:
+    return f"{p.label} ({p.index}) {p.probability:.1%}"
 
 
 def result_line(result: Result, random_weights: bool) -> str:
-    """`input<TAB>label (index) probability<TAB>N ReLUs<TAB>files…`, for people and for `cut`."""
+    """`input<TAB>explained class<TAB>N ReLUs<TAB>files…`, for people and for `cut`."""
+    name = field(result.source.name)
     if not result.targets:  # every output already existed
-        return "\t".join([result.source.name, "kept", "-", *map(str, result.kept)])
+        return "\t".join([name, "kept", "-", *(field(p) for p in result.kept)])
+    explained = "; ".join(prediction_text(t) for t in result.targets)
     top = result.top[0]
-    prediction = f"{top.label} ({top.index}) {top.probability:.1%}"
+    if [t.index for t in result.targets] != [top.index]:
+        explained += f" [top-1: {prediction_text(top)}]" if len(result.targets) == 1 else ""
     if random_weights:
-        prediction += " [random weights]"
-    relus = ",".join(sorted({str(n) for n in result.relus.values()}))
-    files = [str(p) for p in result.files] + [f"{p} (kept)" for p in result.kept]
-    return "\t".join([result.source.name, prediction, f"{relus} ReLUs", *files])
-
-
-def _prediction(p: Prediction) -> dict[str, object]:
-    return asdict(p)
+        explained += " [random weights]"
+    files = [field(p) for p in result.files] + [f"{field(p)} (kept)" for p in result.kept]
+    return "\t".join([name, field(explained), counts(result.relus), *files])
 
 
 def result_record(result: Result, info: ModelInfo, methods: tuple[str, ...]) -> dict[str, object]:
@@ -46,9 +63,9 @@ def result_record(result: Result, info: ModelInfo, methods: tuple[str, ...]) -> 
     record.update(
         files=[str(p) for p in result.files],
         kept=[str(p) for p in result.kept],
-        target=_prediction(result.targets[0]) if result.targets else None,
-        targets=[_prediction(t) for t in result.targets],
-        top_k=[_prediction(t) for t in result.top],
+        target=asdict(result.targets[0]) if result.targets else None,
+        targets=[asdict(t) for t in result.targets],
+        top_k=[asdict(t) for t in result.top],
         relus=result.relus,
         seconds=round(result.seconds, 4),
     )
@@ -56,7 +73,7 @@ def result_record(result: Result, info: ModelInfo, methods: tuple[str, ...]) -> 
 
 
 class Reporter:
-    """Prints each result as it finishes, keeping a progress line (if any) out of the way."""
+    """Prints each result as it finishes, keeping a progress bar (if any) out of the way."""
 
     def __init__(
         self,
@@ -65,28 +82,52 @@ class Reporter:
         as_json: bool = False,
         data_to_stdout: bool = True,
         progress: Progress | None = None,
+        share: float = 1.0,
     ) -> None:
         self.info = info
         self.methods = methods
         self.as_json = as_json
         self.data_to_stdout = data_to_stdout
         self.progress = progress
+        self.share = share  # of an image, left to count when its result comes (SmoothGrad)
+
+    def _aside(self) -> contextlib.AbstractContextManager[None]:
+        return self.progress.aside() if self.progress else contextlib.nullcontext()
 
     def __call__(self, result: Result) -> None:
+        if result.skipped:
+            if self.progress is not None:
+                self.progress.advance(1.0)
+            return
+        with self._aside():
+            if result.error is not None:
+                click.echo(f"gbp: {result.source.name}: {result.error}", err=True)
+            if self.as_json:
+                record = result_record(result, self.info, self.methods)
+                click.echo(json.dumps(record, ensure_ascii=False))
+            elif result.error is None:
+                line = result_line(result, self.info.weights.is_random)
+                click.echo(line, err=not self.data_to_stdout)
         if self.progress is not None:
-            self.progress.clear()
-        if result.error is not None:
-            click.echo(f"gbp: {result.source.name}: {result.error}", err=True)
-        if self.as_json:
-            record = result_record(result, self.info, self.methods)
-            click.echo(json.dumps(record, ensure_ascii=False))
-        elif result.error is None:
-            line = result_line(result, self.info.weights.is_random)
-            click.echo(line, err=not self.data_to_stdout)
-        if self.progress is not None:
-            self.progress.advance()
+            self.progress.advance(self.share if result.targets or result.error else 1.0)
 
     def log(self, message: str) -> None:
-        if self.progress is not None:
-            self.progress.clear()
-        click.echo(f"gbp: {message}", err=True)
+        with self._aside():
+            click.echo(f"gbp: {message}", err=True)
+
+
+def summary_line(summary: Summary, seconds: float, device: str) -> str:
+    """The closing line on stderr: counts, and end-to-end against compute-only throughput."""
+    noun = "input" if summary.inputs == 1 else "inputs"
+    text = (
+        f"gbp: {summary.inputs} {noun} ({summary.explained} explained, {summary.failed} failed, "
+        f"{summary.kept} kept) in {seconds:.1f} s with {device}"
+    )
+    if summary.skipped:
+        text += f"; {summary.skipped} of gbp's own outputs skipped as inputs"
+    if summary.explained:
+        text += (
+            f": {summary.explained / seconds:.2f} images/s end to end, "
+            f"{summary.explained / max(summary.compute_seconds, 1e-9):.2f} images/s compute"
+        )
+    return text

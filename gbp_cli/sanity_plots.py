@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from gbp_cli.randomization import CLASS_CHECK, Record
 from gbp_cli.render import gray
-from gbp_cli.sanity import CLASS_CHECK, STAGES, Record
 
 METRICS = (
     ("spearman_abs", "Spearman, |map|"),
@@ -30,18 +30,21 @@ def similarity_plot(records: list[Record], title: str) -> Image.Image:
     figure = Figure(figsize=(12, 3.6), dpi=100)
     FigureCanvasAgg(figure)
     methods = list(dict.fromkeys(r.method for r in records))
+    stages = list(dict.fromkeys(r.stage for r in records if r.stage != CLASS_CHECK))
     for i, (field, label) in enumerate(METRICS, start=1):
         axes = figure.add_subplot(1, len(METRICS), i)
+        lowest = 0.0
         for method in methods:
             values = [
                 getattr(r.similarity, field)
-                for s in STAGES
+                for s in stages
                 for r in records
                 if r.method == method and r.stage == s
             ]
-            axes.plot(range(len(STAGES)), values, marker="o", label=method)
-        axes.set_xticks(range(len(STAGES)), [f"→{s}" for s in STAGES], rotation=60, fontsize=7)
-        axes.set_ylim(-0.2, 1.02)
+            lowest = min(lowest, *values)
+            axes.plot(range(len(stages)), values, marker="o", label=method)
+        axes.set_xticks(range(len(stages)), [f"→{s}" for s in stages], rotation=60, fontsize=7)
+        axes.set_ylim(min(-0.05, lowest - 0.05), 1.02)  # the data's own range, never clipped
         axes.axhline(0, color="grey", linewidth=0.5)
         axes.set_title(label, fontsize=10)
         if i == 1:
@@ -57,7 +60,7 @@ def map_grid(maps: dict[str, dict[str, np.ndarray]], index: int, title: str) -> 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    columns = ["original", *STAGES, CLASS_CHECK]
+    columns = list(maps)  # "original", each stage, the class check
     methods = list(maps["original"])
     figure = Figure(figsize=(1.3 * len(columns), 1.45 * len(methods) + 0.6), dpi=100)
     FigureCanvasAgg(figure)

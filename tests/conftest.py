@@ -3,13 +3,85 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner, Result
 from PIL import Image
 
+ROOT = Path(__file__).resolve().parents[1]
 BLOCKED_PROXY = "http://127.0.0.1:9"  # discard port: any download attempt fails at once
+FRAMEWORKS = ("torch", "torchvision", "tensorflow", "keras")
+
+# The tiny five-layer net of test_torch_rules.py / test_tf_rules.py (four ReLUs, each spelled
+# differently), explained for x = [1, 2] and target 0; R at each ReLU, top to bottom:
+#   vanilla  R·[x>0]:        [1,-1]→[1,0]; [-1,2]→[-1,2]; [1,4]→[1,0]; [1,1]→[0,1]; dx = [-1, 2]
+#   guided   R·[x>0]·[R>0]:  [1,-1]→[1,0]; [-1,2]→[0,2];  [2,2]→[2,0]; [2,2]→[0,2]; dx = [-2, 4]
+#   deconv   R·[R>0]:        [1,-1]→[1,0]; [-1,2]→[0,2];  [2,2]→[2,2]; [6,0]→[6,0]; dx = [6, -6]
+HAND_COMPUTED = {"vanilla": [-1.0, 2.0], "guided": [-2.0, 4.0], "deconv": [6.0, -6.0]}
+
+
+def gbp(*args: str | Path, input: str | None = None) -> Result:
+    """`gbp ARGS` in this process, through Click; a user never sees a traceback."""
+    from gbp_cli.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args], input=input)
+    assert "Traceback" not in result.output
+    return result
+
+
+def mirrored(out: Path, photo: Path, suffix: str) -> Path:
+    """Where gbp puts an output of `photo`, named by its absolute path: below `out`, mirrored."""
+    return out.joinpath(*photo.parent.parts[1:], photo.stem + suffix)
+
+
+def one_line(text: str) -> str:
+    """The only line of `text` (asserting there is exactly one)."""
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+FAKE = (
+    f"sys.path.insert(0, {str(ROOT)!r})\n"
+    "from gbp_cli import backends\n"
+    "backends.BACKENDS['torch'] = (('tests.fake_backend',), (), 'torch')\n"
+)
+
+
+def without(*modules: str, fake: bool = False) -> str:
+    """Python code that runs gbp's main with `modules` made unimportable (None in sys.modules),
+    and with `fake`, the stand-in backend in place of torch's."""
+    return (
+        f"import sys\nsys.modules.update(dict.fromkeys({list(modules)}))\n"
+        + (FAKE if fake else "")
+        + "from gbp_cli.cli import main; main(sys.argv[1:])"
+    )
+
+
+def run_gbp(
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    block: tuple[str, ...] = (),
+    cwd: Path = ROOT,
+    input: str | bytes | None = None,
+    text: bool = True,
+    fake: bool = False,
+) -> subprocess.CompletedProcess:
+    """gbp in a fresh process (for exit codes, streams and imports), maybe without some modules,
+    maybe with the stand-in backend."""
+    return subprocess.run(
+        [sys.executable, "-c", without(*block, fake=fake), *map(str, args)],
+        capture_output=True,
+        text=text,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        input=input,
+        timeout=300,
+    )
 
 
 def make_photo(
@@ -86,6 +158,31 @@ def photos(tmp_path: Path) -> Path:
     return folder
 
 
+def _missing(*modules: str) -> bool:
+    import importlib.util
+
+    return any(importlib.util.find_spec(m) is None for m in modules)
+
+
+NEEDS = {"torch": ("torch", "torchvision"), "tf": ("tensorflow",), "sanity": ("scipy", "skimage")}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.torch` (tf, sanity): skip just that test where the framework is missing."""
+    for item in items:
+        for marker, modules in NEEDS.items():
+            if item.get_closest_marker(marker) and _missing(*modules):
+                item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(modules)}"))
+
+
 @pytest.fixture(autouse=True)
 def _quiet_threads() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--backend torch` gives the milliseconds-fast stand-in of tests/fake_backend.py."""
+    from gbp_cli import backends
+
+    monkeypatch.setitem(backends.BACKENDS, "torch", (("tests.fake_backend",), (), "torch"))

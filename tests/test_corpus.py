@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -13,8 +14,7 @@ import pytest
 from PIL import Image
 
 from gbp_cli.preprocess import open_rgb
-from tests.conftest import make_photo
-from tests.test_cli import gbp
+from tests.conftest import gbp, make_photo
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -34,6 +34,11 @@ def bomb(path: Path) -> Path:
     return path
 
 
+def with_chunk(png: bytes, kind: bytes, data: bytes) -> bytes:
+    """The PNG with one more chunk right after its header."""
+    return png[:33] + png_chunk(kind, data) + png[33:]
+
+
 def build_corpus(root: Path) -> tuple[dict[str, str], list[str], list[Path]]:
     """(bad input → expected reason, good input names, explicitly named extra inputs)."""
     folder = root / "corpus"
@@ -50,6 +55,8 @@ def build_corpus(root: Path) -> tuple[dict[str, str], list[str], list[Path]]:
     rgb.convert("RGBA").save(folder / "rgba.png")
     frames = [Image.new("RGB", (40, 30), c) for c in ("red", "blue")]
     frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=100)
+    many = [Image.new("L", (8, 8), 255 * (i % 2)) for i in range(10_000)]
+    many[0].save(folder / "frames.gif", save_all=True, append_images=many[1:])
     Image.new("RGB", (1, 1), "green").save(folder / "tiny.png")
     rgb.resize((6000, 4000)).save(folder / "large.jpg", quality=70)
     exif = Image.Exif()
@@ -64,6 +71,7 @@ def build_corpus(root: Path) -> tuple[dict[str, str], list[str], list[Path]]:
         "la.png",
         "rgba.png",
         "animated.gif",
+        "frames.gif",
         "tiny.png",
         "large.jpg",
         "rotated.jpg",
@@ -78,7 +86,17 @@ def build_corpus(root: Path) -> tuple[dict[str, str], list[str], list[Path]]:
     corrupt[60:160] = b"\0" * 100
     (folder / "corrupt.png").write_bytes(bytes(corrupt))
     bomb(folder / "bomb.png")
+    inflating = zlib.compress(b"\0" * (200 << 20), 9)  # 200 MB of zeros in 200 kB
+    (folder / "ztxt.png").write_bytes(with_chunk(photo.read_bytes(), b"zTXt", b"c\0\0" + inflating))
+    (folder / "iccp.png").write_bytes(with_chunk(photo.read_bytes(), b"iCCP", b"p\0\0" + inflating))
+    huge = bytearray(jpeg_bytes(Image.new("RGB", (16, 16), "blue")))
+    struct.pack_into(">HH", huge, huge.find(b"\xff\xc0") + 5, 65500, 65500)  # SOF0 height, width
+    (folder / "huge.jpg").write_bytes(bytes(huge))
     (folder / "dangling.png").symlink_to(folder / "gone.png")
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+    elsewhere = root / "elsewhere"
+    make_photo(elsewhere / "outside.png")
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)  # not followed
     readme = root / "readme.txt"
     readme.write_text("explicitly named, not an image")
     bad = {
@@ -87,7 +105,11 @@ def build_corpus(root: Path) -> tuple[dict[str, str], list[str], list[Path]]:
         "notes.png": "not an image",
         "corrupt.png": "corrupt",
         "bomb.png": "decompression bomb",
+        "ztxt.png": "compressed chunk",
+        "iccp.png": "compressed chunk",
+        "huge.jpg": "decompression bomb",
         "dangling.png": "no such file",
+        "loop.png": "symlink loop",
         "readme.txt": "not an image",
         "missing.jpg": "no such file",
     }
@@ -100,23 +122,13 @@ def jpeg_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("backend", ["torch", "tf"])
-def test_every_awkward_input_is_handled(backend: str, tmp_path: Path) -> None:
-    pytest.importorskip({"torch": "torch", "tf": "backends.tf_env"}[backend])
+@pytest.mark.usefixtures("fake")
+def test_every_awkward_input_is_handled_in_seconds(tmp_path: Path) -> None:
     bad, good, extra = build_corpus(tmp_path)
     out = tmp_path / "out"
-    result = gbp(
-        "explain",
-        tmp_path / "corpus",
-        *extra,
-        "--backend",
-        backend,
-        "--weights",
-        "random",
-        "--json",
-        "-o",
-        out,
-    )
+    started = time.monotonic()
+    result = gbp("explain", tmp_path / "corpus", *extra, "--json", "-o", out)
+    assert time.monotonic() - started < 60  # no bomb, loop or 10,000 frames holds it up
     assert result.exit_code == 1, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == len(bad) + len(good)  # exactly one object per input
@@ -128,8 +140,8 @@ def test_every_awkward_input_is_handled(backend: str, tmp_path: Path) -> None:
     for name in good:
         record = by_name[name]
         assert "error" not in record, record
-        assert record["relus"] == {"guided": 201}
         picture = Image.open(record["files"][0])
         assert picture.size == open_rgb(tmp_path / "corpus" / name).size  # upright photo size
     assert (out / "café ü.guided.color.png").exists()
+    assert "outside.png" not in result.stdout  # a symlinked folder is not followed
     assert not list(out.rglob("*.part"))

@@ -19,7 +19,16 @@ def test_shipped_names_are_torchvisions() -> None:
 
 @pytest.mark.parametrize(
     ("spec", "index"),
-    [("291", 291), ("0", 0), ("lion", 291), ("LION", 291), ("tabb", 281), ("tiger", 292)],
+    [
+        ("291", 291),
+        ("0", 0),
+        ("lion", 291),
+        ("LION", 291),
+        ("tabb", 281),
+        ("tiger", 292),  # exact beats the whole word in "tiger cat"
+        ("espresso", 967),
+        ("catamar", 484),  # a unique prefix, when nothing fits better
+    ],
 )
 def test_targets_resolve_by_index_name_or_unique_prefix(spec: str, index: int) -> None:
     assert resolve_target(spec, NAMES) == index
@@ -30,7 +39,8 @@ def test_targets_resolve_by_index_name_or_unique_prefix(spec: str, index: int) -
     [
         ("1000", "out of range"),
         ("-1", "out of range"),
-        ("tig", "ambiguous: tiger shark"),
+        ("tig", "fits several classes: tiger shark"),
+        ("cat", r"fits several classes: tiger cat \(282\), Persian cat"),
         ("liom", r"closest: lion \(291\)"),
         ("zzzzzz", "not a class name"),
     ],

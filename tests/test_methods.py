@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backends.base import Backend, Explanation, ModelInfo, WeightsSpec
+from gbp_cli.backends.base import Backend, Explanation, ModelInfo, WeightsSpec
 from gbp_cli.methods import Smoothing, backend_request, explain_maps, grad_cam, upsample
 
 
@@ -68,12 +68,12 @@ class Recording(Backend):
         features = np.ones((n, 7, 7, 4), np.float32) if cam else None
         grads = np.ones((n, 1, 7, 7, 4), np.float32) if cam else None
         return Explanation(
-            np.zeros((n, 3), np.float32),
-            chosen,
-            {m: images[:, None] for m in methods},
-            {m: 0 for m in methods},
-            features,
-            grads,
+            logits=np.zeros((n, 3), np.float32),
+            targets=chosen,
+            saliency={m: images[:, None] for m in methods},
+            relus={m: 0 for m in methods},
+            features=features,
+            feature_grads=grads,
         )
 
 
@@ -101,7 +101,7 @@ def test_guided_gradcam_is_guided_times_gradcam() -> None:
 
 def test_torch_cam_gradients_are_the_ordinary_ones() -> None:
     torch = pytest.importorskip("torch")
-    from backends.torch_backend import explain_module
+    from gbp_cli.backends.torch_backend import explain_module
 
     torch.manual_seed(0)
     body = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())

@@ -11,8 +11,7 @@ from PIL import Image
 from gbp_cli.panel import panel
 from gbp_cli.preprocess import Geometry, fit, open_rgb
 from gbp_cli.render import color, gray, heatmap, negative, on_photo, overlay, positive, render
-from tests.conftest import make_photo
-from tests.test_cli import gbp
+from tests.conftest import gbp, make_photo, mirrored
 
 
 def hot_corner(channels: int = 3) -> np.ndarray:
@@ -96,8 +95,8 @@ def test_an_exif_rotated_photo_is_overlaid_upright(tmp_path: Path) -> None:
         "-q",
     )
     assert result.exit_code == 0, result.output
-    assert Image.open(out / "turned.guided.overlay.png").size == (100, 200)
-    assert Image.open(out / "turned.guided.color.png").size == (100, 200)
+    assert Image.open(mirrored(out, path, ".guided.overlay.png")).size == (100, 200)
+    assert Image.open(mirrored(out, path, ".guided.color.png")).size == (100, 200)
 
 
 def test_every_format_and_its_metadata(tmp_path: Path) -> None:
@@ -129,7 +128,7 @@ def test_every_format_and_its_metadata(tmp_path: Path) -> None:
     assert box == (176, 176)  # 224/256 of the shorter side, centred
     for method in ("guided", "gradcam"):
         for fmt in ("color", "gray", "heatmap", "pos", "neg"):
-            picture = Image.open(out / f"p.{method}.{fmt}.png")
+            picture = Image.open(mirrored(out, photo, f".{method}.{fmt}.png"))
             assert picture.size == box  # the crop box, in photo pixels
             text = picture.text
             assert text["gbp:method"] == method and text["gbp:format"] == fmt
@@ -137,19 +136,19 @@ def test_every_format_and_its_metadata(tmp_path: Path) -> None:
             assert text["gbp:preprocess"].startswith("crop to 224x224")
             assert "cmap=viridis" in text["gbp:render"] and text["gbp:smoothing"] == "none"
             assert text["gbp:target"].split()[0].isdigit() and float(text["gbp:probability"]) < 1
-        assert Image.open(out / f"p.{method}.overlay.png").size == (300, 200)
-    assert np.load(out / "p.guided.npy").shape == (224, 224, 3)
-    assert np.load(out / "p.gradcam.npy").shape == (224, 224)
-    figure = Image.open(out / "p.panel.png")
+        assert Image.open(mirrored(out, photo, f".{method}.overlay.png")).size == (300, 200)
+    assert np.load(mirrored(out, photo, ".guided.npy")).shape == (224, 224, 3)
+    assert np.load(mirrored(out, photo, ".gradcam.npy")).shape == (224, 224)
+    figure = Image.open(mirrored(out, photo, ".panel.png"))
     assert figure.width > 2 * figure.height and "random" in figure.text["gbp:weights"]
 
 
 def test_the_panel_says_when_weights_are_random() -> None:
     photo = Image.new("RGB", (300, 200), "gray")
     geometry = Geometry(300, 200, (0, 0, 300, 200))
-    maps = {"guided": hot_corner(), "gradcam": hot_corner(1)}
-    plain = panel(photo, geometry, maps, "tabby", 0.5)
-    noted = panel(photo, geometry, maps, "tabby", 0.5, note="RANDOM weights")
+    rows = [("tabby", 0.5, {"guided": hot_corner(), "gradcam": hot_corner(1)})]
+    plain = panel(photo, geometry, rows)
+    noted = panel(photo, geometry, rows, note="RANDOM weights")
     assert noted.height > plain.height  # room for the red headline
     red = np.asarray(noted)[:40]
     assert ((red[..., 0] > 150) & (red[..., 1] < 80)).any()

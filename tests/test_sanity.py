@@ -13,10 +13,11 @@ pytest.importorskip("scipy")
 pytest.importorskip("skimage")
 torch = pytest.importorskip("torch")
 
-from backends import WeightsSpec, open_backend  # noqa: E402
+from gbp_cli.backends import WeightsSpec, open_backend  # noqa: E402
 from gbp_cli.preprocess import prepare  # noqa: E402
-from gbp_cli.sanity import CLASS_CHECK, STAGES, cascade, similarity  # noqa: E402
-from tests.test_cli import ROOT, gbp, one_line, without  # noqa: E402
+from gbp_cli.randomization import CLASS_CHECK, STAGES, cascade  # noqa: E402
+from gbp_cli.similarity import similarity  # noqa: E402
+from tests.conftest import ROOT, gbp, mirrored, one_line, without  # noqa: E402
 
 METHODS = ("guided", "vanilla")
 
@@ -39,7 +40,7 @@ def cascades(densenet_checkpoint: Path) -> dict:
     results = {}
     for name in ("torch", "tf"):
         if name == "tf":
-            pytest.importorskip("backends.tf_env")
+            pytest.importorskip("gbp_cli.backends.tf_env")
         backend = open_backend(name, WeightsSpec("file", densenet_checkpoint), "cpu")
         before = backend.state()
         records, maps = cascade(backend, ["chelsea"], images, METHODS)
@@ -80,7 +81,8 @@ def test_the_command_writes_plots_and_named_records(tmp_path: Path) -> None:
     for record in records:
         assert {"spearman_abs", "spearman", "ssim", "hog_pearson", "input", "method"} <= set(record)
         assert record["weights"].startswith("random")
-    plot, grid = Image.open(out / "coffee.sanity.png"), Image.open(out / "coffee.sanity-maps.png")
+    plot = Image.open(mirrored(out, photo, ".sanity.png"))
+    grid = Image.open(mirrored(out, photo, ".sanity-maps.png"))
     assert plot.width > 2 * plot.height and grid.width > grid.height
     table = gbp("sanity", photo, "--weights", "random", "--method", "guided", "-o", out)
     assert len(table.stdout.splitlines()) == len(STAGES) + 1 and "spearman_abs" in table.stdout
@@ -96,4 +98,4 @@ def test_missing_metric_libraries_name_the_extra(tmp_path: Path) -> None:
         text=True,
         cwd=ROOT,
     )
-    assert run.returncode == 2 and "pip install 'gbp[sanity]'" in one_line(run.stderr)
+    assert run.returncode == 2 and "pip install 'gbp-saliency[sanity]'" in one_line(run.stderr)

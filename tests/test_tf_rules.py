@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("backends.tf_env")  # TensorFlow, imported safely
+pytest.importorskip("gbp_cli.backends.tf_env")  # TensorFlow, imported safely
 import keras
 import tensorflow as tf
 
-from backends.base import WeightsSpec
-from backends.tf_backend import TFBackend, choose_mode, wrap_keras_model
-from backends.tf_relus import ReluRules, gate, override_relus, unreached_relus
-from tests.test_torch_rules import HAND_COMPUTED
+from gbp_cli.backends.base import BackendError, WeightsSpec
+from gbp_cli.backends.tf_backend import choose_mode, wrap_keras_model
+from gbp_cli.backends.tf_relus import ReluRules, gate, override_relus, unreached_relus
+from tests.conftest import HAND_COMPUTED
 
 KERNELS = [
     [[1, -1], [-1, 2]],
@@ -119,26 +119,28 @@ def test_every_reachable_form_is_overridden_and_the_rest_are_named() -> None:
 
 
 @pytest.fixture(scope="module")
-def small_backend() -> TFBackend:
+def small_model() -> keras.Model:
     keras.utils.set_random_seed(0)
     x = keras.Input((16, 16, 3))
     h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
     h = keras.layers.ReLU(max_value=6.0)(keras.layers.Conv2D(8, 3, strides=2)(h))
     h = keras.layers.GlobalAveragePooling2D()(h)
-    return wrap_keras_model(keras.Model(x, keras.layers.Dense(5)(h)), WeightsSpec("random"), "cpu")
+    return keras.Model(x, keras.layers.Dense(5)(h))
 
 
-def test_eager_graph_and_xla_agree_and_a_short_batch_does_not_retrace(small_backend) -> None:
+def test_eager_graph_and_xla_agree_and_a_short_batch_does_not_retrace(small_model) -> None:
     images = np.random.default_rng(0).normal(size=(4, 16, 16, 3)).astype(np.float32)
     results = {}
     for mode in ("eager", "graph", "xla"):
-        small_backend.mode, small_backend.batch_size = mode, 4
-        full = small_backend.explain(images, ["guided", "vanilla"])
-        short = small_backend.explain(images[:3], ["guided", "vanilla"])
+        backend = wrap_keras_model(small_model, WeightsSpec("random"), "cpu", mode=mode)
+        backend.plan(len(images), 4)
+        assert backend.mode == mode
+        full = backend.explain(images, ["guided", "vanilla"])
+        short = backend.explain(images[:3], ["guided", "vanilla"])
         np.testing.assert_allclose(short.saliency["guided"], full.saliency["guided"][:3], atol=1e-6)
         results[mode] = full
         if mode != "eager":
-            function = small_backend._functions[(mode, ("guided", "vanilla"), 1, False, False)]
+            function = backend._functions[(mode, ("guided", "vanilla"), 1, False, False)]
             assert function.experimental_get_tracing_count() == 1
     for mode in ("graph", "xla"):
         for method in ("guided", "vanilla"):
@@ -146,6 +148,21 @@ def test_eager_graph_and_xla_agree_and_a_short_batch_does_not_retrace(small_back
                 results[mode].saliency[method], results["eager"].saliency[method], atol=1e-5
             )
         assert results[mode].relus == {"guided": 2, "vanilla": 2}
+
+
+def test_a_given_mode_is_kept_and_auto_follows_the_plan(small_model) -> None:
+    spec = WeightsSpec("random")
+    given = wrap_keras_model(small_model, spec, "cpu", mode="xla")
+    given.plan(1, 8)
+    assert given.mode == "xla"
+    chosen = wrap_keras_model(small_model, spec, "cpu")
+    assert chosen.mode == "eager"  # before any plan: the cheapest start
+    chosen.plan(200, 8)
+    assert chosen.mode == "graph"
+    with pytest.raises(AttributeError):
+        chosen.mode = "eager"  # type: ignore[misc]
+    with pytest.raises(BackendError, match="expected one of auto, eager, graph, xla"):
+        wrap_keras_model(small_model, spec, "cpu", mode="jit")
 
 
 @pytest.mark.parametrize(

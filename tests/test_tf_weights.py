@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("backends.tf_env")  # TensorFlow, imported safely
+pytest.importorskip("gbp_cli.backends.tf_env")  # TensorFlow, imported safely
 
-from tests.conftest import BLOCKED_PROXY, make_photo
-from tests.test_cli import ROOT, gbp, one_line, without
+from tests.conftest import BLOCKED_PROXY, gbp, make_photo, mirrored, one_line, run_gbp
 
 KERAS_FILE = "densenet201_weights_tf_dim_ordering_tf_kernels.h5"
-
-
-def run_gbp(
-    *args: str | Path, env: dict[str, str] | None = None, block: tuple[str, ...] = ()
-) -> subprocess.CompletedProcess[str]:
-    """gbp in a fresh process (KERAS_HOME is read once, at import), maybe without some modules."""
-    return subprocess.run(
-        [sys.executable, "-c", without(*block), *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        timeout=300,
-    )
 
 
 def offline(keras_home: Path) -> dict[str, str]:
@@ -66,9 +48,10 @@ def test_a_damaged_cached_file_is_reported_and_kept(tmp_path: Path) -> None:
 
 def test_tf_backend_needs_no_torch(tmp_path: Path) -> None:
     out = tmp_path / "out"
+    photo = make_photo(tmp_path / "p.png")
     run = run_gbp(
         "explain",
-        make_photo(tmp_path / "p.png"),
+        photo,
         "--backend",
         "tf",
         "--weights",
@@ -78,7 +61,7 @@ def test_tf_backend_needs_no_torch(tmp_path: Path) -> None:
         block=("torch", "torchvision"),
     )
     assert run.returncode == 0, run.stderr
-    assert "201 ReLUs" in run.stdout and (out / "p.guided.color.png").exists()
+    assert "201 ReLUs" in run.stdout and mirrored(out, photo, ".guided.color.png").exists()
 
 
 def test_torch_backend_needs_no_tensorflow(tmp_path: Path) -> None:
@@ -106,7 +89,7 @@ def test_a_pth_for_tf_without_torch_names_the_extra(
         densenet_checkpoint,
         block=("torch", "torchvision"),
     )
-    assert run.returncode == 2 and "gbp[torch]" in one_line(run.stderr)
+    assert run.returncode == 2 and "gbp-saliency[torch]" in one_line(run.stderr)
 
 
 def test_a_keras_model_file_loads_in_safe_mode_and_names_unreachable_relus(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from backends.torch_backend import ReluOverride, explain_module  # noqa: E402
-from tests.conftest import seeded_densenet  # noqa: E402
+from gbp_cli.backends.torch_backend import ReluOverride, explain_module  # noqa: E402
+from tests.conftest import HAND_COMPUTED, seeded_densenet  # noqa: E402
 
 
 class Tiny(nn.Module):
@@ -37,13 +37,6 @@ class Tiny(nn.Module):
         x = F.relu(self.layers[2](x))  # [3, 3]
         x = torch.relu(self.layers[3](x))  # [3, -3]
         return self.layers[4](x)  # logits [3, 0]
-
-
-# Worked by hand for x = [1, 2] and target 0 (R at each ReLU, top to bottom):
-#   vanilla  R·[x>0]:        [1,-1]→[1,0]; [-1,2]→[-1,2]; [1,4]→[1,0]; [1,1]→[0,1]; dx = [-1, 2]
-#   guided   R·[x>0]·[R>0]:  [1,-1]→[1,0]; [-1,2]→[0,2];  [2,2]→[2,0]; [2,2]→[0,2]; dx = [-2, 4]
-#   deconv   R·[R>0]:        [1,-1]→[1,0]; [-1,2]→[0,2];  [2,2]→[2,2]; [6,0]→[6,0]; dx = [6, -6]
-HAND_COMPUTED = {"vanilla": [-1.0, 2.0], "guided": [-2.0, 4.0], "deconv": [6.0, -6.0]}
 
 
 def tiny_input():

@@ -1,4 +1,5 @@
-"""Folders and pipelines: stdin, -o -, --json, --shard, mirroring, resume, signals, progress."""
+"""Folders and pipelines, on the stand-in backend: stdin, -o -, --json, --shard, mirroring,
+resume, signals, progress."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from gbp_cli.progress import Progress
-from tests.conftest import make_photo
-from tests.test_cli import ROOT, gbp, one_line
+from tests.conftest import ROOT, gbp, make_photo, one_line, run_gbp, without
 
-pytest.importorskip("torch")
-RANDOM = ("--weights", "random", "-q")
+pytestmark = pytest.mark.usefixtures("fake")
+QUIET = ("-q",)
+
+
+def names_in(stdout: str) -> list[str]:
+    return [line.split("\t")[0] for line in stdout.splitlines()]
 
 
 def test_folders_are_walked_sorted_skipping_hidden_and_mirrored(tmp_path: Path) -> None:
@@ -28,12 +31,9 @@ def test_folders_are_walked_sorted_skipping_hidden_and_mirrored(tmp_path: Path) 
         make_photo(root / name)
     (root / "a" / "notes.txt").write_text("not an image, not picked up")
     out = tmp_path / "out"
-    result = gbp("explain", root, "-o", out, *RANDOM)
+    result = gbp("explain", root, "-o", out, *QUIET)
     assert result.exit_code == 0, result.output
-    found = [
-        Path(line.split("\t")[0]).relative_to(root).as_posix()
-        for line in result.stdout.splitlines()
-    ]
+    found = [Path(name).relative_to(root).as_posix() for name in names_in(result.stdout)]
     assert found == ["a/x.png", "a/deeper/y.webp", "b/x.JPG"]
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
     assert written == [
@@ -47,23 +47,15 @@ def test_folders_are_walked_sorted_skipping_hidden_and_mirrored(tmp_path: Path) 
 def test_paths_from_stdin(null: bool, photos: Path, tmp_path: Path) -> None:
     paths = [str(photos / "a.png"), str(photos / "b.jpg")]
     text = "\0".join(paths) + "\0" if null else "\n".join(paths) + "\n"
-    args = ["explain", "-", "-o", tmp_path / "out", *RANDOM] + (["-0"] if null else [])
+    args = ["explain", "-", "-o", tmp_path / "out", *QUIET] + (["-0"] if null else [])
     result = gbp(*args, input=text)
     assert result.exit_code == 0, result.output
-    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == paths
+    assert names_in(result.stdout) == paths
 
 
 def test_json_gives_one_object_per_input_with_the_prediction(photos: Path, tmp_path: Path) -> None:
     result = gbp(
-        "explain",
-        photos,
-        photos / "nope.png",
-        "--json",
-        "--top-k",
-        "2",
-        "-o",
-        tmp_path / "out",
-        *RANDOM,
+        "explain", photos, photos / "nope.png", "--json", "--top-k", "2", "-o", tmp_path / "o"
     )
     assert result.exit_code == 1
     records = [json.loads(line) for line in result.stdout.splitlines()]
@@ -71,20 +63,17 @@ def test_json_gives_one_object_per_input_with_the_prediction(photos: Path, tmp_p
     ok, bad = [r for r in records if "error" not in r], [r for r in records if "error" in r]
     assert len(ok) == 2 and bad[0]["error"] == "no such file"
     for record in ok:
-        assert record["backend"] == "torch" and record["model"] == "densenet201"
-        assert record["random_weights"] is True and record["methods"] == ["guided"]
+        assert record["backend"] == "torch" and record["model"] == "fake"
+        assert record["random_weights"] is False and record["methods"] == ["guided"]
         assert set(record["target"]) == {"index", "label", "logit", "probability"}
         assert [t["index"] for t in record["targets"]] == [t["index"] for t in record["top_k"][:2]]
-        assert record["relus"] == {"guided": 201} and record["seconds"] > 0
+        assert record["relus"] == {"guided": 3} and record["seconds"] > 0
         assert len(record["files"]) == 2 and all(Path(f).exists() for f in record["files"])
 
 
 def test_dash_o_dash_writes_the_png_to_stdout(photos: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "gbp_cli", "explain", str(photos / "a.png"), "-o", "-", *RANDOM],
-        capture_output=True,
-        cwd=tmp_path,
-        timeout=300,
+    result = run_gbp(
+        "explain", photos / "a.png", "-o", "-", *QUIET, cwd=tmp_path, text=False, fake=True
     )
     assert result.returncode == 0, result.stderr
     picture = Image.open(io.BytesIO(result.stdout))
@@ -98,23 +87,22 @@ def test_dash_o_dash_writes_the_png_to_stdout(photos: Path, tmp_path: Path) -> N
 )
 def test_dash_o_dash_refuses_more_than_one_file(extra: list[str], photos: Path) -> None:
     inputs = [photos] if not extra else [photos / "a.png"]
-    result = gbp("explain", *inputs, "-o", "-", *extra, *RANDOM)
+    result = gbp("explain", *inputs, "-o", "-", *extra, *QUIET)
     assert result.exit_code == 2 and "-o -" in one_line(result.stderr)
 
 
-def test_shards_split_the_inputs_without_overlap(tmp_path: Path) -> None:
+def test_shards_count_from_one_and_split_the_inputs_without_overlap(tmp_path: Path) -> None:
     for i in range(9):
         make_photo(tmp_path / "in" / f"p{i}.png", size=(32, 32), seed=i)
     seen: list[str] = []
-    for index in range(3):
-        result = gbp(
-            "explain", tmp_path / "in", "--shard", f"{index}/3", "-o", tmp_path / "out", *RANDOM
-        )
-        assert result.exit_code == 0
-        seen += [line.split("\t")[0] for line in result.stdout.splitlines()]
+    for index in (1, 2, 3):  # as SLURM's --array=1-3 numbers its jobs
+        result = gbp("explain", tmp_path / "in", "--shard", f"{index}/3", "-o", tmp_path / "o")
+        assert result.exit_code == 0, result.output
+        seen += names_in(result.stdout)
     assert sorted(seen) == sorted(str(p) for p in (tmp_path / "in").iterdir())
-    for bad in ["3/3", "x", "1/0", "-1/2"]:
-        assert gbp("explain", tmp_path / "in", "--shard", bad, *RANDOM).exit_code == 2
+    for bad in ["0/3", "4/3", "x", "1/0", "-1/2"]:
+        refused = gbp("explain", tmp_path / "in", "--shard", bad)
+        assert (refused.exit_code == 2 and "1..N" in refused.stderr) or "I/N" in refused.stderr
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -127,31 +115,11 @@ def test_inputs_are_never_touched_and_nothing_lands_outside_out(
     before = digest(photos)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
-    result = gbp("explain", "-", "-o", out, *RANDOM, input=f"{photos}/../photos/a.png\n")
-    assert result.exit_code == 0
+    result = gbp("explain", "-", "-o", out, *QUIET, input=f"{photos}/../photos/a.png\n")
+    assert result.exit_code == 0, result.output
     assert digest(photos) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "photos"]
-    assert [p.name for p in out.iterdir()] == ["a.guided.color.png"]
-
-
-def start(folder: Path, out: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gbp_cli",
-            "explain",
-            str(folder),
-            "-o",
-            str(out),
-            "--batch-size",
-            "1",
-            *RANDOM,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    assert [p.name for p in out.rglob("*.png")] == ["a.guided.color.png"]
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -161,12 +129,19 @@ def test_an_interrupted_run_leaves_no_partial_file_and_resumes(
     folder, out = tmp_path / "in", tmp_path / "out"
     for i in range(12):
         make_photo(folder / f"p{i:02d}.png", size=(64, 64), seed=i)
-    process = start(folder, out)
-    deadline = time.monotonic() + 120
+    args = ["explain", folder, "-o", out, "--batch-size", "1", *QUIET]
+    process = subprocess.Popen(
+        [sys.executable, "-c", without(fake=True), *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**__import__("os").environ, "GBP_FAKE_SECONDS": "0.3"},
+    )
+    deadline = time.monotonic() + 60
     while len(list(out.glob("*.color.png"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.02)
     process.send_signal(signum)
-    _, stderr = process.communicate(timeout=120)
+    _, stderr = process.communicate(timeout=60)
     assert process.returncode == code, stderr
     assert b"Traceback" not in stderr
     done = sorted(out.glob("*.png"))
@@ -174,35 +149,36 @@ def test_an_interrupted_run_leaves_no_partial_file_and_resumes(
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
     for path in done:
         Image.open(path).verify()  # complete PNGs only
-    rerun = gbp("explain", folder, "-o", out, "--batch-size", "1", *RANDOM)
+    rerun = gbp(*args)
     assert rerun.exit_code == 0
     kept = [line for line in rerun.stdout.splitlines() if "\tkept\t" in line]
     assert len(kept) == len(done)
     assert len(list(out.glob("*.png"))) == 12
 
 
-def test_progress_and_summary(tmp_path: Path, photos: Path) -> None:
-    stream = io.StringIO()
-    progress = Progress(total=10, stream=stream)
-    for _ in range(3):
-        progress.advance()
-    progress.draw()
-    assert "3/10" in stream.getvalue() and "images/s" in stream.getvalue()
-    assert "ETA" in stream.getvalue()
-    progress.clear()
-    assert stream.getvalue().endswith("\r\033[K")
-    piped = gbp("explain", photos, "-o", tmp_path / "out", "--weights", "random")
-    assert "\r" not in piped.stderr  # stderr is not a terminal: no progress bar
-    summary = piped.stderr.strip().splitlines()[-1]
-    assert "2 inputs (2 explained, 0 failed, 0 kept)" in summary and "images/s compute" in summary
-    quiet = gbp("explain", photos, "-o", tmp_path / "out", *RANDOM)
-    assert quiet.stderr.count("\n") == 1  # only the random-weights warning
-
-
-def test_a_file_named_twice_is_explained_once_but_aliases_are_kept(
-    photos: Path, tmp_path: Path
+def test_progress_bar_and_summary(
+    tmp_path: Path, photos: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from gbp_cli.progress import Progress
+
+    progress = Progress(total=10)
+    for _ in range(3):
+        progress.advance(0.5)
+    progress.advance(1.5)
+    progress.bar.refresh()
+    assert "3/10" in capsys.readouterr().err
+    progress.close()
+    piped = gbp("explain", photos, "-o", tmp_path / "out")
+    assert "\r" not in piped.stderr  # stderr is not a terminal: no progress bar
+    summary = one_line(piped.stderr)
+    assert "2 inputs (2 explained, 0 failed, 0 kept)" in summary and "images/s compute" in summary
+    single = gbp("explain", photos / "a.png", "-o", tmp_path / "one")
+    assert "1 input (1 explained" in single.stderr
+    assert gbp("explain", photos, "-o", tmp_path / "out", *QUIET).stderr == ""
+
+
+def test_a_file_reached_twice_is_explained_once(photos: Path, tmp_path: Path) -> None:
     (photos / "alias.png").symlink_to(photos / "a.png")
-    result = gbp("explain", photos, photos / "a.png", "-o", tmp_path / "out", *RANDOM)
-    names = [Path(line.split("\t")[0]).name for line in result.stdout.splitlines()]
-    assert names == ["a.png", "alias.png", "b.jpg"]
+    result = gbp("explain", photos, photos / "a.png", "-o", tmp_path / "out", *QUIET)
+    names = [Path(name).name for name in names_in(result.stdout)]
+    assert names == ["a.png", "b.jpg"]

@@ -1,56 +1,13 @@
-"""Where explanations go, and writing them so a reader never sees half a file."""
+"""Writing files so that a reader never sees half of one, and nothing that exists is replaced."""
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
-from pathlib import Path, PurePath
-
-import numpy as np
-from PIL import Image, PngImagePlugin
+from pathlib import Path
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
-
-
-def output_stem(out_dir: Path, relative: PurePath) -> Path:
-    """`OUT/<relative path without extension>`: mirrors where the input was found."""
-    return out_dir.joinpath(relative.parent, relative.stem)
-
-
-def output_path(
-    out_dir: Path, relative: PurePath, method: str, fmt: str, target: int | None = None
-) -> Path:
-    """`OUT/<relative path without extension>[.<class>].<method>.<format>.png`, or `….<method>.npy`
-    for raw arrays and `….panel.png` for the figure that holds every method."""
-    parts = [relative.stem]
-    if target is not None:
-        parts.append(str(target))
-    if fmt == "panel":
-        parts += ["panel", "png"]
-    elif fmt == "npy":
-        parts += [method, "npy"]
-    else:
-        parts += [method, fmt, "png"]
-    return out_dir.joinpath(relative.parent, ".".join(parts))
-
-
-def png_bytes(pixels: np.ndarray, metadata: dict[str, str]) -> bytes:
-    """Encode an RGB/L image with text chunks saying exactly what produced it."""
-    info = PngImagePlugin.PngInfo()
-    for key, value in metadata.items():
-        info.add_itxt(key, value)
-    buffer = io.BytesIO()
-    # Saliency maps are noise-like: zlib level 1 is about 1.5× faster than 6 for ~10% more bytes.
-    Image.fromarray(pixels).save(buffer, format="PNG", pnginfo=info, compress_level=1)
-    return buffer.getvalue()
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array, dtype=np.float32))
-    return buffer.getvalue()
 
 
 class AtomicFile:

@@ -9,25 +9,20 @@ from pathlib import Path
 import click
 import numpy as np
 
-from backends import Backend, WeightsSpec, open_backend
-from backends.checkpoints import checkpoint_bytes
-from gbp_cli.app import announce, unique
+from gbp_cli.atomic import write_atomic
+from gbp_cli.backends import Backend, WeightsSpec, open_backend
+from gbp_cli.backends.checkpoints import checkpoint_bytes
+from gbp_cli.backends.rules import LOGITS_TOLERANCE, METHODS
 from gbp_cli.batching import batched
-from gbp_cli.errors import GbpError, InputError
+from gbp_cli.commands.common import announce, unique, weights_spec
+from gbp_cli.errors import InputError
 from gbp_cli.inputs import discover
-from gbp_cli.methods import Smoothing, explain_maps
-from gbp_cli.output import write_atomic
+from gbp_cli.methods import explain_maps
 from gbp_cli.preprocess import prepare
+from gbp_cli.settings import Smoothing
 
-# Relative L2 per method; vanilla is looser since gates flip where a ReLU's input is ≈ 0.
-TOLERANCE = {
-    "logits": 1e-3,
-    "guided": 1e-3,
-    "deconv": 1e-3,
-    "vanilla": 5e-3,
-    "gradcam": 1e-3,
-    "guided-gradcam": 1e-3,
-}
+# Relative L2 per method (backends/rules.py), and max |Δ logit|.
+TOLERANCE = {"logits": LOGITS_TOLERANCE} | {name: m.tolerance for name, m in METHODS.items()}
 
 
 @dataclass(frozen=True)
@@ -80,7 +75,7 @@ def row_line(row: Agreement) -> str:
 
 def parity_weights(spec: WeightsSpec, folder: Path, device: str) -> tuple[Backend, WeightsSpec]:
     """The torch backend, and weights for TF that are exactly the torch model's."""
-    from backends.convert import kind, read_keras
+    from gbp_cli.backends.convert import kind, read_keras
 
     if spec.kind == "file" and spec.path is not None and kind(spec.path) == "keras":
         state, _ = read_keras(spec.path)
@@ -107,9 +102,7 @@ def parity_command(
     noise: float = 0.15,
 ) -> int:
     """Run `gbp parity`; returns the number of failures (inputs and figures over tolerance)."""
-    spec = WeightsSpec.parse(weights)
-    if spec.kind == "file" and not (spec.path and spec.path.is_file()):
-        raise GbpError(f"--weights {weights}: no such file (expected imagenet, random or a path)")
+    spec = weights_spec(weights)
     methods = unique(methods, "guided")
     smoothing = None if smooth is None else Smoothing(samples=smooth, noise=noise)
     failures = 0

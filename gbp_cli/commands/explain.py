@@ -1,0 +1,288 @@
+"""`gbp explain`: validate the options, plan the run, then run it (or only show it: --dry-run)."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from gbp_cli.outputs import Planner
+
+from gbp_cli.backends import ModelInfo, WeightsSpec
+from gbp_cli.commands.common import load_model, unique, weights_spec
+from gbp_cli.errors import GbpError, RunStopped
+from gbp_cli.inputs import STDIN, STDOUT, Source, discover, in_shard, walk
+from gbp_cli.labels import imagenet_classes, load_labels, resolve_target
+from gbp_cli.naming import Outputs
+from gbp_cli.settings import Rendering, Smoothing
+
+
+@dataclass(frozen=True)
+class Request:
+    """The options of one `gbp explain`, checked."""
+
+    inputs: tuple[str, ...]
+    outputs: Outputs
+    backend: str
+    spec: WeightsSpec
+    labels: Path | None
+    target: str | None
+    top_k: int
+    batch_size: int
+    device: str
+    precision: str
+    tf_mode: str
+    overwrite: bool
+    null: bool
+    as_json: bool
+    shard: tuple[int, int] | None
+    quiet: bool
+
+    @property
+    def to_stdout(self) -> bool:
+        return str(self.outputs.out_dir) == STDOUT
+
+    @property
+    def streaming(self) -> bool:
+        """Paths arrive on stdin as the run goes: nothing is listed ahead."""
+        return STDIN in self.inputs and not self.to_stdout
+
+
+def explain_command(
+    inputs: tuple[str, ...],
+    *,
+    methods: tuple[str, ...] = (),
+    formats: tuple[str, ...] = (),
+    out: str = "saliency",
+    resize: str = "squash",
+    clip: float = Rendering.clip,
+    cmap: str = Rendering.cmap,
+    alpha: float = Rendering.alpha,
+    smooth: int | None = None,
+    noise: float = Smoothing.noise,
+    weights: str = "imagenet",
+    shard: str | None = None,
+    dry_run: bool = False,
+    **options,
+) -> int:
+    """Run `gbp explain`; returns how many inputs failed."""
+    outputs = Outputs(
+        methods=unique(methods, "guided"),
+        formats=unique(formats, ()),
+        out_dir=Path(out),
+        resize=resize,
+        rendering=Rendering(clip=clip, cmap=check_colormap(cmap), alpha=alpha),
+        smoothing=None if smooth is None else Smoothing(samples=smooth, noise=noise),
+    )
+    request = Request(
+        inputs=inputs,
+        outputs=outputs,
+        spec=weights_spec(weights),
+        shard=parse_shard(shard) if shard else None,
+        **options,
+    )
+    validate(request)
+    target = early_target(request)
+    if dry_run:
+        from gbp_cli.preview import preview, show
+
+        sources, failures = plan(request, lambda s, e: show(s, "failed", e, [], request.as_json))
+        return failures + preview(sources, planner_for(request, target), request.as_json)
+    sources, failures = plan(request, functools.partial(early_failure, request))
+    return failures + execute(request, sources)
+
+
+def validate(request: Request) -> None:
+    """Everything that can be refused before looking at a single input."""
+    if request.target is not None and request.top_k > 1:
+        raise GbpError("--target and --top-k are alternatives: give one of them")
+    out = request.outputs.out_dir
+    if request.to_stdout:
+        files = len(request.outputs.kinds()) * (1 if request.target else request.top_k)
+        if request.as_json or files > 1:
+            raise GbpError(
+                f"-o - writes exactly one file to stdout, not {files}: one method, one format, "
+                "one target, no --json"
+            )
+        if sys.stdout.isatty():
+            raise GbpError("-o - would write PNG bytes to the terminal: redirect stdout")
+    elif out.exists() and not out.is_dir():
+        raise GbpError(f"-o {out}: exists and is not a folder")
+
+
+def early_target(request: Request) -> int | None:
+    """Resolve `--target` before any framework loads, and say which class a name meant."""
+    if request.target is None:
+        return None
+    if request.labels is not None:
+        names = load_labels(request.labels, None)
+    elif request.spec.kind != "file":
+        names = imagenet_classes()
+    else:
+        return None  # a checkpoint's own classes: resolved once the model is loaded
+    index = resolve_target(request.target, names)
+    if not request.target.strip().isdigit():
+        click.echo(f"gbp: --target {request.target!r} is class {index}, {names[index]}", err=True)
+    return index
+
+
+def plan(request: Request, failed: Callable[[Source, str], None]) -> tuple[Iterable[Source], int]:
+    """The inputs in order (a stream for stdin), and how many already failed. Missing files and
+    empty folders are reported now, before a model is loaded."""
+    stdin = sys.stdin if STDIN in request.inputs else None
+    skip = None if request.to_stdout else request.outputs.out_dir
+    sources: Iterable[Source] = discover(request.inputs, stdin, request.null, skip)
+    if request.shard is not None:
+        sources = (s for s in sources if in_shard(s, *request.shard))
+    if request.streaming:
+        return sources, 0
+    listed, failures = [], 0
+    for source in sources:
+        if os.path.lexists(source.path):
+            listed.append(source)
+        else:
+            failed(source, "no such file")
+            failures += 1
+    for argument in request.inputs:
+        if Path(argument).is_dir() and next(walk(Path(argument), skip), None) is None:
+            click.echo(f"gbp: no images found under {argument}", err=True)
+            failures += 1
+    if request.to_stdout and len(listed) + failures != 1:
+        raise GbpError(f"-o - writes one image to stdout, but {len(listed)} inputs were given")
+    if not listed and request.shard is not None and not failures:
+        click.echo(f"gbp: share {request.shard[0]}/{request.shard[1]} holds no inputs", err=True)
+    return listed, failures
+
+
+def early_failure(request: Request, source: Source, error: str) -> None:
+    """An input that fails before any model is loaded: one line, and its JSON record."""
+    from gbp_cli.pipeline import Result
+    from gbp_cli.report import Reporter
+
+    info = ModelInfo(request.backend, "densenet201", 0, request.spec, request.device)
+    Reporter(info, request.outputs.methods, request.as_json)(Result(source, error=error))
+
+
+def planner_for(
+    request: Request,
+    target: int | None,
+    info: ModelInfo | None = None,
+    inputs: frozenset[str] = frozenset(),
+) -> Planner:
+    """Plans every input's outputs; the model's name joins the record once it is loaded."""
+    from gbp_cli.outputs import Planner
+
+    return Planner(
+        outputs=request.outputs,
+        model=model_settings(request),
+        target=target,
+        top_k=request.top_k,
+        info=info,
+        overwrite=request.overwrite,
+        inputs=inputs,
+    )
+
+
+def model_settings(request: Request) -> dict[str, str]:
+    """What every output records about the model: a different one makes old outputs stale."""
+    spec = request.spec
+    weights = spec.describe()
+    if spec.kind == "file" and spec.path is not None:
+        from gbp_cli.records import sha256_file
+
+        weights = f"{spec.path.name} sha256:{sha256_file(spec.path)[:16]}"
+    return {"backend": request.backend, "weights": weights, "precision": request.precision}
+
+
+def execute(request: Request, sources: Iterable[Source]) -> int:
+    """Load the model once and explain every input."""
+    from gbp_cli.pipeline import Job, run
+    from gbp_cli.progress import Progress
+    from gbp_cli.report import Reporter, summary_line
+    from gbp_cli.store import Store
+
+    if isinstance(sources, list) and not sources:
+        return 0
+    model = load_model(
+        request.backend, request.spec, request.device, request.precision, request.tf_mode
+    )
+    names = load_labels(request.labels, model.info.num_classes)
+    if request.top_k > len(names):
+        raise GbpError(f"--top-k {request.top_k} is more than the model's {len(names)} classes")
+    target = None if request.target is None else resolve_target(request.target, names)
+    listed = isinstance(sources, list)
+    inputs = frozenset(os.path.realpath(s.path) for s in sources) if listed else frozenset()
+    planner = planner_for(request, target, model.info, inputs)
+    job = Job(
+        planner=planner,
+        labels=names,
+        resize=request.outputs.resize,
+        target=target,
+        top_k=request.top_k,
+        batch_size=request.batch_size,
+        to_stdout=request.to_stdout,
+    )
+    total = len(sources) if listed else None  # type: ignore[arg-type]
+    model.plan(total, request.batch_size)
+    smoothing = request.outputs.smoothing
+    progress = Progress(total) if not request.quiet and sys.stderr.isatty() else None
+    reporter = Reporter(
+        model.info,
+        request.outputs.methods,
+        as_json=request.as_json,
+        data_to_stdout=not request.to_stdout,
+        progress=progress,
+        share=1.0 / (1 + (smoothing.samples if smoothing else 0)),
+    )
+    store = Store(request.overwrite, reporter.log)
+    started = time.perf_counter()
+    try:
+        summary = run(sources, model, job, reporter, store, progress.advance if progress else None)
+    except RunStopped as e:
+        click.echo(f"gbp: {e}; stopping", err=True)
+        return 1
+    finally:
+        if progress is not None:
+            progress.close()
+    if not request.quiet:
+        mode = getattr(model, "mode", "")
+        device = f"{model.info.backend}{' ' + mode if mode else ''} on {model.info.device}"
+        click.echo(summary_line(summary, time.perf_counter() - started, device), err=True)
+    return summary.failed
+
+
+def check_colormap(name: str) -> str:
+    """A matplotlib colormap name; matplotlib is imported only for a name that is not the
+    default."""
+    if name == Rendering.cmap:
+        return name
+    import matplotlib
+
+    if name not in matplotlib.colormaps:
+        known = sorted(matplotlib.colormaps)
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        some = ", ".join(c for c in known if not c.endswith("_r"))[:300]
+        raise GbpError(f"--cmap {name!r} is not a matplotlib colormap; {hint}known: {some}, …")
+    return name
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` with 1 ≤ I ≤ N: this job's share of the inputs, counted from 1 like GNU split's
+    `-n K/N` and SLURM's `--array=1-N`."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise GbpError(f"--shard {text!r}: expected I/N, e.g. 1/4 (I counts from 1)") from None
+    if not 1 <= index <= count:
+        raise GbpError(f"--shard {text!r}: I must be in 1..N (shares count from 1)")
+    return index, count
