@@ -10,6 +10,7 @@ from .base import (
     BackendError,
     Explanation,
     ModelInfo,
+    ModelSpec,
     WeightsSpec,
 )
 
@@ -20,6 +21,7 @@ __all__ = [
     "BackendError",
     "Explanation",
     "ModelInfo",
+    "ModelSpec",
     "WeightsSpec",
     "open_backend",
 ]
@@ -32,12 +34,17 @@ BACKENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
 
 
 def open_backend(
-    name: str, weights: WeightsSpec, device: str, precision: str = "fp32", mode: str = "auto"
+    name: str,
+    weights: WeightsSpec,
+    device: str,
+    precision: str = "fp32",
+    mode: str = "auto",
+    model: ModelSpec = ModelSpec(),  # noqa: B008 (frozen)
 ) -> Backend:
     """Import a backend's framework on demand and build its model once.
 
     `mode` is how the backend runs: TensorFlow takes auto, eager, graph or xla (auto picks by
-    workload in `plan`); torch takes only auto.
+    workload in `plan`); torch takes only auto. `model` is what --model and its options named.
     """
     module_names, needs, extra = BACKENDS[name]
     try:
@@ -50,4 +57,4 @@ def open_backend(
             f"the {name} backend needs {missing}, which is not installed: "
             f"pip install '{DISTRIBUTION}[{extra}]'"
         ) from None
-    return module.load(weights, device, precision, mode)
+    return module.load(weights, device, precision, mode, model)

@@ -6,8 +6,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy only in annotations: `gbp --help` need not import it
+    import numpy as np
 
 RANDOM_SEED = 0
 DISTRIBUTION = "gbp-saliency"  # what `pip install` calls gbp (the name `gbp` is taken on PyPI)

@@ -1,4 +1,4 @@
-"""TensorFlow backend: Keras DenseNet with @tf.custom_gradient ReLUs, eager or compiled.
+"""TensorFlow backend: a Keras model whose ReLUs are @tf.custom_gradient ones, eager or compiled.
 
 A single photo runs eagerly: tracing costs more than it saves. A folder runs in a tf.function
 traced once (a None batch dimension, so a short last batch does not retrace), and a large folder
@@ -8,7 +8,7 @@ under XLA, whose longer compile pays for itself; an XLA batch is padded to a fix
 from __future__ import annotations
 
 import dataclasses
-import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from . import tf_env  # noqa: F401  (first: it imports TensorFlow quietly and safely)
@@ -17,9 +17,11 @@ from . import tf_env  # noqa: F401  (first: it imports TensorFlow quietly and sa
 import numpy as np
 import tensorflow as tf
 
-from .base import Backend, BackendError, Explanation, ModelInfo, WeightsSpec
-from .densenet import BLOCKS, from_keras, layers
-from .tf_relus import ReluRules, override_relus, unreached_relus
+from .base import Backend, BackendError, Explanation, ModelInfo, ModelSpec, WeightsSpec
+from .rules import OTHER_ACTIVATIONS, RULES
+from .tf_models import Built, build, find_cam_layer, wrapped
+from .tf_relus import ReluRules, account, hook_output, refusal, walk
+from .tf_weights import Layout
 
 MODES = ("eager", "graph", "xla")
 CHOICES = ("auto", *MODES)  # auto: `plan` picks by COST
@@ -59,42 +61,75 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-class TFBackend(Backend):
-    """A Keras model whose ReLUs follow `rules`; gradients w.r.t. the input only.
+def check_policy(policy: str) -> str:
+    if policy not in OTHER_ACTIVATIONS:
+        raise BackendError(
+            f"--other-activations {policy}: expected one of {', '.join(OTHER_ACTIVATIONS)}"
+        )
+    return policy
 
-    `requested` is the mode asked for at construction; `mode` is the one that runs, read-only so
-    that nothing outside can change it behind `plan`'s back.
+
+class TFBackend(Backend):
+    """A Keras model whose ReLUs and ReLU6s follow `rules`; gradients w.r.t. the input only.
+
+    At construction every activation is counted by kind (with `built.trace`, the forward graph is
+    searched too, for those no layer declares) and Grad-CAM's layer is found: `info` says both.
+    `spec` gives --cam-layer and --other-activations. `requested` is the mode asked for at
+    construction; `mode` is the one that runs, read-only so that nothing outside can change it
+    behind `plan`'s back.
     """
 
     def __init__(
-        self, model: tf.keras.Model, info: ModelInfo, device: str, mode: str = "auto"
+        self,
+        built: Built,
+        info: ModelInfo,
+        device: str,
+        mode: str = "auto",
+        spec: ModelSpec = ModelSpec(),  # noqa: B008  (frozen: one shared default is safe)
     ) -> None:
-        self.model = model
-        self.info = info
+        self.model = built.model
+        self.layout: Layout = built.layout
         self.device = device
-        self.rules = ReluRules()
-        self.overridden = override_relus(model, self.rules)
+        self.other_activations = check_policy(spec.other_activations)
         self.requested = check_mode(mode)
         self._mode = "eager" if mode == "auto" else mode
         self.batch_size = 0
         self._functions: dict[tuple, Callable] = {}
-        self._relus: dict[tuple, dict[str, int]] = {}
-        self._with_features: tf.keras.Model | None = None
+        self._counts: dict[tuple, tuple[dict[str, int], dict[str, dict[str, int]]]] = {}
+        self._captured: list[tf.Tensor] = []
+        self._capturing = False
+        self.rules = ReluRules()
+        census = account(self.model, self.rules, built.trace)
+        self.overridden = census.overridden
+        self.info = dataclasses.replace(
+            info,
+            activations=dict(census.counts),
+            unruled=census.unruled(),
+            cam_layer=find_cam_layer(self.model, spec.cam_layer),
+            warnings=info.warnings + census.warnings(self.other_activations),
+        )
+        if self.info.cam_layer is not None:
+            hook_output(dict(walk(self.model))[self.info.cam_layer], self._keep)
 
-    def _densenet(self) -> str:
-        if self.info.model not in BLOCKS:
-            raise BackendError(f"this needs a Keras DenseNet121/169/201, not a {self.info.model}")
-        return self.info.model
+    def _keep(self, features: tf.Tensor) -> None:
+        if self._capturing:
+            self._captured.append(features)
 
     def state(self) -> dict[str, np.ndarray]:
-        arch = self._densenet()
-        weights = {name: self.model.get_layer(name).get_weights() for _, name, _ in layers(arch)}
-        return from_keras(weights, arch)
+        """The weights: torchvision's layout for a DenseNet, else {"layer path/index": array}."""
+        return self.layout.state(self.model)
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        from .tf_weights import set_torch_weights
+        self.layout.load_state(self.model, state)
 
-        set_torch_weights(self.model, state, self._densenet(), "weights")
+    def stages(self) -> list[tuple[str, tuple[str, ...]]]:
+        """gbp sanity's stages from the top: (name, the `state` keys it re-initialises)."""
+        return self.layout.stages(self.model)
+
+    def random_state(self, seed: int) -> dict[str, np.ndarray]:
+        """A numpy-seeded re-initialisation of every `state` key (for a DenseNet, the torch
+        backend's own)."""
+        return self.layout.random_state(self.model, seed)
 
     @property
     def mode(self) -> str:
@@ -106,18 +141,19 @@ class TFBackend(Backend):
             self._mode = choose_mode(images, batch_size)
         self.batch_size = batch_size
 
-    def _cam_model(self) -> tf.keras.Model:
-        """The same model with the Grad-CAM layer's output as a second output."""
-        if self._with_features is None:
-            import keras
-
-            names = [layer.name for layer in self.model.layers]
-            blocks = [n for n in names if re.fullmatch(r"conv5_block\d+_concat", n)]
-            if not blocks:
-                raise BackendError("gradcam needs a Keras DenseNet: no conv5_block*_concat layer")
-            layer = self.model.get_layer(blocks[-1])
-            self._with_features = keras.Model(self.model.inputs, [layer.output, self.model.output])
-        return self._with_features
+    def check(self, methods: Sequence[str], cam: bool = False) -> None:
+        """Refuse, before any work, what would give a map that is not the method's: guided or
+        deconv through activations with no rule (unless they may keep their ordinary gradient),
+        and Grad-CAM without a spatial feature map."""
+        if cam and self.info.cam_layer is None:
+            raise BackendError(
+                "gradcam needs a layer whose output is a spatial feature map (N, h, w, C), and "
+                f"{self.info.model} has none; the gradient methods still work"
+            )
+        if self.other_activations == "refuse" and self.info.unruled:
+            for method in methods:
+                if RULES[method] != RULES["vanilla"]:
+                    raise BackendError(refusal(method, self.info.activations, self.info.unruled))
 
     def _pass(
         self,
@@ -130,24 +166,28 @@ class TFBackend(Backend):
         """Forward once; one input gradient per (method, target). Python: runs at trace time."""
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(images)
-            if cam:
-                features, logits = self._cam_model()(images, training=False)
-            else:
+            self._captured.clear()
+            self._capturing = cam
+            try:
                 logits = self.model(images, training=False)
+            finally:
+                self._capturing = False
             if targets is None:
                 targets = tf.math.top_k(logits, k=k).indices
             scores = [
                 tf.reduce_sum(tf.gather(logits, targets[:, j], batch_dims=1)) for j in range(k)
             ]
-        saliency, relus = {}, {}
+        saliency, relus, kinds = {}, {}, {}
         for method in methods:
             self.rules.method = method
-            before = self.rules.applied
+            before = Counter(self.rules.applied)
             saliency[method] = tf.stack([tape.gradient(s, images) for s in scores], axis=1)
-            relus[method] = (self.rules.applied - before) // k
-        self._relus[(methods, k)] = relus
+            kinds[method] = {n: c // k for n, c in (self.rules.applied - before).items()}
+            relus[method] = sum(kinds[method].values())
+        self._counts[(methods, k)] = relus, kinds
         if not cam:
             return logits, targets, saliency
+        features = self._captured[-1]
         self.rules.method = "vanilla"  # Grad-CAM weighs the layer by its ordinary gradient
         feature_grads = tf.stack([tape.gradient(s, features) for s in scores], axis=1)
         return logits, targets, saliency, features, feature_grads
@@ -175,6 +215,7 @@ class TFBackend(Backend):
         top_k: int = 1,
         cam: bool = False,
     ) -> Explanation:
+        self.check(methods, cam)
         n = len(images)
         k = top_k if targets is None else targets.shape[1]
         batch = np.asarray(images, dtype=np.float32)  # becomes a tf.Tensor below
@@ -191,60 +232,60 @@ class TFBackend(Backend):
             if wanted is not None:
                 args.append(tf.convert_to_tensor(wanted))
             logits, chosen, saliency, *features = function(*args)
+        relus, kinds = self._counts[(tuple(methods), k)]
+        ruled = any(RULES[m] != RULES["vanilla"] for m in methods)
+        unruled = self.info.unruled if ruled else {}
         return Explanation(
             logits=logits.numpy()[:n].astype(np.float32),
             targets=chosen.numpy()[:n].astype(np.int64),
             saliency={m: g.numpy()[:n] for m, g in saliency.items()},
-            relus=dict(self._relus[(tuple(methods), k)]),
-            features=features[0].numpy()[:n] if cam else None,
-            feature_grads=features[1].numpy()[:n] if cam else None,
+            relus=dict(relus),
+            activations={m: dict(c) for m, c in kinds.items()},
+            ordinary={kind: self.info.activations[kind] for kind in unruled},
+            features=_float32(features[0])[:n] if cam else None,
+            feature_grads=_float32(features[1])[:n] if cam else None,
         )
 
 
+def _float32(tensor: tf.Tensor) -> np.ndarray:
+    return tf.cast(tensor, tf.float32).numpy()
+
+
 def load(
-    weights: WeightsSpec, device: str, precision: str = "fp32", mode: str = "auto"
+    weights: WeightsSpec,
+    device: str,
+    precision: str = "fp32",
+    mode: str = "auto",
+    model: ModelSpec = ModelSpec(),  # noqa: B008  (frozen: one shared default is safe)
 ) -> TFBackend:
-    """Build the Keras model the weights describe; bf16 builds it under Keras's mixed policy."""
+    """Build the Keras model `model` names, with `weights`; bf16 builds it under Keras's mixed
+    policy."""
     import keras
 
-    from .tf_weights import build_model
-
     check_mode(mode)  # before the model is built, which takes seconds
+    check_policy(model.other_activations)
     placement = resolve_device(device)
     previous = keras.config.dtype_policy()
     if precision == "bf16":
         keras.config.set_dtype_policy("mixed_bfloat16")
     try:
         with tf.device(placement):
-            model, name = build_model(weights)
+            built = build(model, weights)
     finally:
         keras.config.set_dtype_policy(previous)
-    num_classes = int(model.outputs[0].shape[-1])
     device_type = "cuda" if "GPU" in placement else "cpu"
-    info = ModelInfo("tf", name, num_classes, weights, device_type, precision=precision)
-    backend = TFBackend(model, info, placement, mode)
-    if name == "keras model":  # anything may hide in a user's model; DenseNets are known clean
-        backend.info = dataclasses.replace(info, warnings=unreached_warnings(backend.model))
-    return backend
-
-
-def unreached_warnings(model: tf.keras.Model) -> tuple[str, ...]:
-    return tuple(
-        f"layer {layer!r} applies a ReLU that gbp cannot reach: it keeps its ordinary gradient"
-        for layer in unreached_relus(model)
-    )
+    return TFBackend(built, built.info(device_type, precision), placement, mode, model)
 
 
 def wrap_keras_model(
-    model: tf.keras.Model, weights: WeightsSpec, device: str = "auto", mode: str = "auto"
+    model: tf.keras.Model,
+    weights: WeightsSpec,
+    device: str = "auto",
+    mode: str = "auto",
+    spec: ModelSpec | None = None,
 ) -> TFBackend:
-    """A backend around a user's Keras model, which is cloned first and so left unchanged."""
-    import keras
-
-    check_mode(mode)
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    info = ModelInfo("tf", model.name, int(model.outputs[0].shape[-1]), weights, device)
-    backend = TFBackend(clone, info, resolve_device(device), mode)
-    backend.info = dataclasses.replace(info, warnings=unreached_warnings(clone))
-    return backend
+    """A backend around a user's Keras model, which is cloned first and so left unchanged; `spec`
+    gives its preprocessing, Grad-CAM layer and --other-activations."""
+    spec = spec or ModelSpec(name=f"{model.name}.keras")
+    built = wrapped(model, weights, spec)
+    return TFBackend(built, built.info(device), resolve_device(device), mode, spec)

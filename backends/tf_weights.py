@@ -1,15 +1,16 @@
 """Keras DenseNets from ImageNet weights (Keras's cache), a seed, or a file (.weights.h5, .h5,
-.keras, or a torchvision .pth converted on the fly)."""
+or a torchvision .pth converted on the fly); any keras.applications model's ImageNet weights
+through Keras's cache; and how a model's weights are laid out for `state()`."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 from . import tf_env  # noqa: F401  (first: it imports TensorFlow quietly and safely)
 
@@ -18,34 +19,41 @@ import h5py
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.backend.config import keras_home
+from keras.src.utils import file_utils
 
 from .base import BackendError, WeightsSpec
 from .checkpoints import read_checkpoint
-from .densenet import BLOCKS, DEFAULT, architecture_of, random_weights, to_keras
+from .densenet import BLOCKS, DEFAULT, architecture_of, from_keras, layers, random_weights, to_keras
 from .downloads import quiet_download
 from .reasons import first_line
-from .tf_relus import is_relu
+from .tf_relus import is_relu, walk
 
-BUILDERS = {
-    "densenet121": "DenseNet121",
-    "densenet169": "DenseNet169",
-    "densenet201": "DenseNet201",
+BUILDERS = {arch: arch.replace("densenet", "DenseNet") for arch in BLOCKS}  # keras.applications
+DENSENET_FILES = " (a Keras DenseNet .weights.h5 or .h5, or a torchvision .pth)"
+# gbp sanity's stages for a DenseNet, from the top: torchvision state_dict key prefixes.
+_STAGES = {
+    "classifier": ("classifier.",),
+    "block4": ("features.denseblock4.", "features.norm5."),
+    "transition3": ("features.transition3.",),
+    "block3": ("features.denseblock3.",),
+    "transition2": ("features.transition2.",),
+    "block2": ("features.denseblock2.",),
+    "transition1": ("features.transition1.",),
+    "block1": ("features.denseblock1.",),
+    "stem": ("features.conv0.", "features.norm0."),
 }
-IMAGENET_FILE = "densenet201_weights_tf_dim_ordering_tf_kernels.h5"
-IMAGENET_URL = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/densenet/" + IMAGENET_FILE
-)
-IMAGENET_MD5 = "1ceb130c1ea1b78c3bf6114dbdfd8807"  # what keras.applications checks on every load
+_get_file = file_utils.get_file  # Keras's own, which `imagenet_model` wraps
 # Convolutions per architecture, as counted in a Keras weights file.
 _CONVS = {sum(blocks) * 2 + len(blocks): arch for arch, blocks in BLOCKS.items()}
 
 
-def build_model(weights: WeightsSpec) -> tuple[keras.Model, str]:
-    """The Keras model for `--weights` (logits out, torch-style pooling), and its architecture."""
+def build_model(weights: WeightsSpec, arch: str = DEFAULT) -> tuple[keras.Model, str]:
+    """The Keras DenseNet for `--weights` (logits out, torch-style pooling), and its architecture:
+    `arch`, unless a weights file says which DenseNet it is."""
     if weights.kind == "imagenet":
-        model, arch = imagenet_model(), DEFAULT
+        model = imagenet_model(BUILDERS[arch], DENSENET_FILES)
     elif weights.kind == "random":
-        arch = DEFAULT
         model = densenet(arch, 1000)
         set_torch_weights(model, random_weights(arch, 1000, weights.seed), arch, "random weights")
     else:
@@ -62,45 +70,46 @@ def densenet(arch: str, num_classes: int) -> keras.Model:
 
 def keras_models_dir() -> Path:
     """Where keras.applications caches weights: $KERAS_HOME/models, as Keras itself decides."""
-    try:
-        from keras.src.backend.config import keras_home
-
-        base = keras_home()
-    except ImportError:
-        base = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    base = os.path.expanduser(base)
+    base = os.path.expanduser(keras_home())
     if not os.access(base, os.W_OK):  # Keras falls back to /tmp/.keras
         base = os.path.join("/tmp", ".keras")
     return Path(base) / "models"
 
 
-def imagenet_model() -> keras.Model:
-    """keras.applications.DenseNet201 ImageNet weights through Keras's own (MD5-checked) cache."""
-    cached = keras_models_dir() / IMAGENET_FILE
-    if cached.is_file() and _md5(cached) != IMAGENET_MD5:
-        # Keras would try to download again and, offline, delete the file: say so instead.
-        raise BackendError(
-            f"the cached ImageNet weights {cached} fail Keras's MD5 check; replace the file "
-            f"(from {IMAGENET_URL}) or pass --weights PATH"
-        )
+def imagenet_model(builder: str, files: str = "") -> keras.Model:
+    """keras.applications.<builder> with its ImageNet weights through Keras's own cache, logits
+    out. Keras names the file it wants (seen by wrapping its get_file); offline, or with a
+    damaged file that Keras would delete, the error is one line naming the file and its folder.
+    `files` tells what else --weights PATH takes."""
+    wanted: list[tuple[str, str]] = []
+
+    def checked(fname: str, origin: str, *args: object, **kwargs: object) -> str:
+        wanted.append((fname, origin))
+        cached, digest = keras_models_dir() / fname, kwargs.get("file_hash")
+        if digest and cached.is_file() and not file_utils.validate_file(str(cached), digest):
+            check = "SHA-256" if len(str(digest)) == 64 else "MD5"
+            raise BackendError(
+                f"the cached ImageNet weights {cached} fail Keras's {check} check; replace the "
+                f"file (from {origin}) or pass --weights PATH"
+            )
+        return _get_file(fname, origin, *args, **kwargs)
+
+    build = getattr(keras.applications, builder)
     try:
-        with quiet_download():
-            return keras.applications.DenseNet201(weights="imagenet", classifier_activation=None)
+        with mock.patch.object(file_utils, "get_file", checked), quiet_download():
+            return build(weights="imagenet", classifier_activation=None)
+    except BackendError:
+        raise
     except Exception as e:  # offline: Keras raises a plain Exception("URL fetch failure …")
+        if not wanted:
+            raise BackendError(f"keras.applications.{builder}: {first_line(e)}") from None
+        fname, origin = wanted[-1]
         raise BackendError(
-            f"ImageNet weights {IMAGENET_FILE} are not cached and could not be downloaded "
-            f"({first_line(e)}): put {IMAGENET_URL} in {cached.parent}/ (set KERAS_HOME to move "
-            f"it), or pass --weights PATH (a torchvision .pth works too), or --weights random "
-            f"to try the pipeline on an untrained network"
+            f"ImageNet weights {fname} are not cached and could not be downloaded "
+            f"({first_line(e)}): put {origin} in {keras_models_dir()}/ (set KERAS_HOME to move "
+            f"it), or pass --weights PATH{files}, or --weights random to try the pipeline on an "
+            f"untrained network"
         ) from None
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def from_file(path: Path, source: str | None = None) -> tuple[keras.Model, str]:
@@ -116,8 +125,6 @@ def from_file(path: Path, source: str | None = None) -> tuple[keras.Model, str]:
         model = densenet(arch, state["classifier.weight"].shape[0])
         set_torch_weights(model, state, arch, source)
         return model, arch
-    if name.endswith(".keras"):
-        return load_keras_model(path, source), "keras model"
     if name.endswith((".h5", ".hdf5")):
         arch, num_classes = inspect_h5(path, source)
         model = densenet(arch, num_classes)
@@ -170,19 +177,6 @@ def _datasets(group: h5py.Group) -> list[h5py.Dataset]:
     return found
 
 
-def load_keras_model(path: Path, source: str) -> keras.Model:
-    """A whole .keras model, in safe mode, with a softmax head turned back into logits."""
-    try:
-        with warnings_only_on_success():
-            model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as e:
-        raise BackendError(f"{source}: cannot load as a Keras model ({first_line(e)})") from None
-    head = model.layers[-1]
-    if getattr(head, "activation", None) is keras.activations.softmax:
-        head.activation = keras.activations.linear
-    return model
-
-
 def set_torch_weights(
     model: keras.Model, state: dict[str, np.ndarray], arch: str, source: str
 ) -> None:
@@ -215,3 +209,90 @@ def _pad_with_minus_inf(inputs: tf.Tensor, padding: tuple[tuple[int, int], tuple
     (top, bottom), (left, right) = padding
     paddings = [[0, 0], [top, bottom], [left, right], [0, 0]]
     return tf.pad(inputs, paddings, constant_values=tf.constant(-np.inf, inputs.dtype))
+
+
+class Layout:
+    """How `state()` names the weights: a DenseNet's in torchvision's layout, so that both backends
+    save, load, randomise and compare the very same tensors; any other model's as
+    {"layer path/index": array}, with gbp sanity's stages cut from it."""
+
+    STAGES = 8  # about this many stages for a model that is not a DenseNet
+
+    def __init__(self, arch: str | None = None) -> None:
+        self.arch = arch  # a DenseNet's, or None
+
+    def weighted(self, model: keras.Model) -> list[tuple[str, keras.Layer]]:
+        return [(p, layer) for p, layer in walk(model) if layer.weights and not _nests(layer)]
+
+    def state(self, model: keras.Model) -> dict[str, np.ndarray]:
+        if self.arch:
+            arch = self.arch
+            return from_keras(
+                {n: model.get_layer(n).get_weights() for _, n, _ in layers(arch)}, arch
+            )
+        return {
+            f"{path}/{i}": np.array(array)
+            for path, layer in self.weighted(model)
+            for i, array in enumerate(layer.get_weights())
+        }
+
+    def load_state(self, model: keras.Model, state: dict[str, np.ndarray]) -> None:
+        if self.arch:
+            set_torch_weights(model, state, self.arch, "weights")
+            return
+        for path, layer in self.weighted(model):
+            try:
+                layer.set_weights([state[f"{path}/{i}"] for i in range(len(layer.weights))])
+            except (KeyError, ValueError) as e:
+                raise BackendError(f"weights for {path} do not fit ({first_line(e)})") from None
+
+    def stages(self, model: keras.Model) -> list[tuple[str, tuple[str, ...]]]:
+        """(name, state keys) from the top. A DenseNet's are its blocks and transitions; any other
+        model's are its layers with trainable weights from the output back, in about eight groups
+        named by their first (topmost) layer."""
+        if self.arch:
+            keys = list(self.state(model))
+            return [(s, tuple(k for k in keys if k.startswith(p))) for s, p in _STAGES.items()]
+        top_down = [(p, layer) for p, layer in self.weighted(model) if layer.trainable_weights][
+            ::-1
+        ]
+        groups = np.array_split(np.arange(len(top_down)), min(self.STAGES, len(top_down)))
+        return [
+            (top_down[g[0]][0], tuple(k for i in g for k in self._keys(*top_down[i])))
+            for g in groups
+        ]
+
+    @staticmethod
+    def _keys(path: str, layer: keras.Layer) -> list[str]:
+        return [f"{path}/{i}" for i in range(len(layer.weights))]
+
+    def random_state(self, model: keras.Model, seed: int) -> dict[str, np.ndarray]:
+        """Seeded in numpy. A DenseNet gets torchvision's initialisation, the torch backend's bit
+        for bit; any other model Glorot-uniform kernels (Keras's default), zero biases and shifts,
+        unit scales and variances, and keeps other non-trainable weights (a Normalization layer's
+        statistics are preprocessing, not learning)."""
+        if self.arch:
+            return random_weights(self.arch, int(model.outputs[0].shape[-1]), seed)
+        rng, state = np.random.default_rng(seed), {}
+        for path, layer in self.weighted(model):
+            trainable = {id(v) for v in layer.trainable_weights}
+            for i, variable in enumerate(layer.weights):
+                value, name = np.array(variable), variable.name.split("/")[-1]
+                if id(variable) in trainable or name in ("moving_mean", "moving_variance"):
+                    value = _initial(name, value.shape, rng).astype(value.dtype)
+                state[f"{path}/{i}"] = value
+        return state
+
+
+def _nests(layer: keras.Layer) -> bool:
+    return bool(getattr(layer, "layers", None))
+
+
+def _initial(name: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    if name in ("gamma", "moving_variance", "scale"):
+        return np.ones(shape)
+    if name in ("beta", "bias", "moving_mean") or len(shape) < 2:
+        return np.zeros(shape)
+    receptive = int(np.prod(shape[:-2]))
+    limit = np.sqrt(6 / (receptive * (shape[-2] + shape[-1])))
+    return rng.uniform(-limit, limit, shape)

@@ -1,76 +1,38 @@
-"""PyTorch backend: every ReLU's backward goes through the method's rule, via autograd-node hooks.
+"""PyTorch backend: each method is one backward rule at every activation (backends/rules.py).
 
-Module hooks cannot see functional ReLUs (torchvision's DenseNet ends in `F.relu(x, inplace=True)`),
-and full backward hooks break on in-place ones. So during the forward pass a TorchFunctionMode sees
-*every* ReLU call, however it is spelled, and registers a backward hook on the autograd node that
-call created. The hooks live on this pass's graph only: the model is never modified.
+One forward pass under an ActivationOverride (backends/torch_models.py) hooks the autograd node of
+every ReLU and ReLU6, however spelled; each method is then one input-gradient through that graph.
+Activations with no rule (SiLU, GELU, …) refuse guided and deconv unless the user lets them keep
+their ordinary gradient. Every backward pass is checked to have applied the rule at every hooked
+activation on its path, so a map is never silently wrong.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+import functools
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.overrides import TorchFunctionMode
 
-from .base import Backend, BackendError, Explanation, ModelInfo, WeightsSpec
-from .rules import RULES, Rule
-
-ORDINARY = RULES["vanilla"]  # the plain gradient, which Grad-CAM weighs its layer by
-
-RELU_CALLS = frozenset({F.relu, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_})
-
-
-class ReluOverride(TorchFunctionMode):
-    """Hooks the backward node of every ReLU run under it; `rule` is read at backward time, so
-    one forward graph serves every method."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rule: Rule = ORDINARY
-        self.hooked = 0  # ReLUs seen in the forward pass
-        self.applied = 0  # rule applications in backward passes so far
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
-        out = func(*args, **(kwargs or {}))
-        if func in RELU_CALLS and isinstance(out, Tensor) and out.grad_fn is not None:
-            node = out.grad_fn
-            if node.name() != "ReluBackward0":
-                raise RuntimeError(
-                    f"a ReLU produced a {node.name()} node (in place on a view?); "
-                    "gbp cannot override its backward, so it refuses to give a wrong map"
-                )
-            node.register_hook(self._backward_hook)
-            self.hooked += 1
-        return out
-
-    def _backward_hook(
-        self, grad_inputs: tuple[Tensor, ...], grad_outputs: tuple[Tensor, ...]
-    ) -> tuple[Tensor, ...] | None:
-        """The method's rule (rules.py), applied to R = grad_outputs[0]; None keeps autograd's own
-        gradient R·[x>0] = grad_inputs[0]."""
-        self.applied += 1
-        rule = self.rule
-        if rule.forward and not rule.positive:
-            return None  # nothing changes (vanilla)
-        passed = grad_inputs[0] if rule.forward else grad_outputs[0]
-        if rule.positive:  # grad_inputs[0] is this backward's own tensor: clamp it in place
-            passed = passed.clamp_min_(0) if rule.forward else passed.clamp_min(0)
-        return (passed,)
+from .base import Backend, BackendError, Explanation, ModelInfo, ModelSpec, WeightsSpec
+from .rules import RULES
+from .torch_models import ORDINARY, ActivationOverride, probe, refusal
 
 
 class ModuleExplanation(NamedTuple):
     logits: Tensor  # (N, classes)
     targets: Tensor  # (N, K)
     saliency: dict[str, Tensor]  # method → (N, K, *input shape)
-    relus: dict[str, int]  # method → ReLUs its rule was applied to in one backward pass
-    features: Tensor | None = None  # the Grad-CAM layer's output (N, C, h, w)
-    feature_grads: Tensor | None = None  # ordinary gradients w.r.t. it (N, K, C, h, w)
+    relus: dict[str, int]  # method → activations its rule was applied to in one backward pass
+    features: Tensor | None  # the Grad-CAM layer's output (N, C, h, w)
+    feature_grads: Tensor | None  # ordinary gradients w.r.t. it (N, K, C, h, w)
+    activations: dict[str, dict[str, int]]  # method → {kind: rule applications per pass}
+    ordinary: dict[str, int]  # activations with no rule, left with their own gradient
 
 
 def explain_module(
@@ -80,21 +42,29 @@ def explain_module(
     targets: Tensor | None = None,
     top_k: int = 1,
     cam_layer: nn.Module | None = None,
+    other_activations: str = "refuse",
 ) -> ModuleExplanation:
     """One forward, then one input-gradient per (method, target) through the same graph, and,
-    with `cam_layer`, the ordinary gradient of each target w.r.t. that layer's output."""
+    with `cam_layer`, the ordinary gradient of each target w.r.t. that layer's output.
+
+    A rule method (guided, deconv) on a model with activations that have no rule is refused,
+    unless `other_activations` is "gradient"."""
     x = x.detach().requires_grad_(True)
-    override = ReluOverride()
+    override = ActivationOverride()
     captured: list[Tensor] = []
     hook = None
     if cam_layer is not None:  # removed right after the forward pass: nothing is left behind
-        hook = cam_layer.register_forward_hook(lambda _m, _i, output: captured.append(output))
+        hook = cam_layer.register_forward_hook(functools.partial(_capture, captured))
     try:
         with torch.enable_grad(), override:
             logits = model(x)
     finally:
         if hook is not None:
             hook.remove()
+    ruled = [m for m in methods if RULES[m] != ORDINARY]
+    if override.others and ruled and other_activations != "gradient":
+        raise BackendError(refusal(ruled, override.others))
+    expected = override.on_path(logits.grad_fn, x) if logits.grad_fn is not None else Counter()
     if targets is None:
         targets = logits.detach().topk(top_k, dim=1).indices
     targets = targets.to(logits.device)
@@ -110,37 +80,69 @@ def explain_module(
         return torch.stack(grads, dim=1)
 
     saliency: dict[str, Tensor] = {}
-    relus: dict[str, int] = {}
+    applied: dict[str, dict[str, int]] = {}
     for method in methods:
         override.rule = RULES[method]
-        before = override.applied
+        before = override.applied.copy()
         saliency[method] = gradients(x)
-        relus[method] = (override.applied - before) // len(scores)
+        per_pass = {k: n // len(scores) for k, n in (override.applied - before).items()}
+        if per_pass != dict(expected):
+            raise BackendError(
+                f"the {method} rule reached {_counts(per_pass)} of the {_counts(expected)} on "
+                "the gradient's path; gbp refuses to give a wrong map"
+            )
+        applied[method] = per_pass
     features = feature_grads = None
     if captured:
         override.rule = ORDINARY
         features, feature_grads = captured[0].detach(), gradients(captured[0])
-    return ModuleExplanation(logits.detach(), targets, saliency, relus, features, feature_grads)
+    ordinary = dict(override.others) if ruled else {}
+    relus = {m: sum(counts.values()) for m, counts in applied.items()}
+    return ModuleExplanation(
+        logits.detach(), targets, saliency, relus, features, feature_grads, applied, ordinary
+    )
 
 
-def resolve_device(device: str) -> torch.device:
-    """`auto` means the GPU when PyTorch sees one."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BackendError("--device cuda: PyTorch sees no CUDA device (use --device cpu or auto)")
-    return torch.device(device)
+def _numpy(tensor: Tensor) -> np.ndarray:
+    return tensor.float().cpu().numpy()
+
+
+def _capture(captured: list[Tensor], _module: nn.Module, _inputs: Any, output: Any) -> Any:
+    """Keep the Grad-CAM layer's output; the network goes on with a copy, so an in-place
+    activation after the layer cannot change what was kept."""
+    if not isinstance(output, Tensor):
+        raise BackendError(f"the Grad-CAM layer returned a {type(output).__name__}, not a tensor")
+    captured.append(output)
+    return output.clone()
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "0 activations"
+
+
+def prepare(model: nn.Module, device: torch.device) -> nn.Module:
+    """Eval mode, channels-last on the device, no parameter gradients: how every model runs."""
+    model = model.eval().to(device, memory_format=torch.channels_last)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
 
 
 class TorchBackend(Backend):
-    """A torchvision DenseNet in eval mode, channels-last, with no parameter gradients."""
+    """Any torch classifier in eval mode, channels-last, with no parameter gradients."""
 
-    def __init__(self, model: nn.Module, info: ModelInfo) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        info: ModelInfo,
+        spec: ModelSpec = ModelSpec(),  # noqa: B008 (frozen)
+        rebuild: Callable[..., nn.Module] | None = None,
+    ) -> None:
         self.device = torch.device(info.device)
-        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
-        for parameter in self.model.parameters():
-            parameter.requires_grad_(False)
+        self.model = prepare(model, self.device)
         self.info = info
+        self.spec = spec
+        self.rebuild = rebuild  # a freshly initialised twin of the model (random_state)
 
     def state(self) -> dict[str, np.ndarray]:
         # Copies: numpy views of the live tensors would change with the next load_state.
@@ -148,6 +150,18 @@ class TorchBackend(Backend):
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+
+    def stages(self) -> list[tuple[str, tuple[str, ...]]]:
+        """Cascading randomization's stages, from the output back: (name, state key prefixes)."""
+        from .init import stages
+
+        return stages(self.model, self.info.model)
+
+    def random_state(self, seed: int) -> dict[str, np.ndarray]:
+        """A seeded re-initialisation of every weight, in `state()`'s layout."""
+        from .init import random_state
+
+        return random_state(self.model, self.info.model, self.info.num_classes, seed, self.rebuild)
 
     def explain(
         self,
@@ -157,21 +171,26 @@ class TorchBackend(Backend):
         top_k: int = 1,
         cam: bool = False,
     ) -> Explanation:
+        self._check(methods, cam)
         # NHWC numpy viewed as NCHW is already channels-last: no copy before the device transfer.
         x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
         x = x.to(self.device)
         wanted = None if targets is None else torch.from_numpy(np.asarray(targets, dtype=np.int64))
-        layer = self.model.features.denseblock4 if cam else None
+        layer = self.model.get_submodule(self.info.cam_layer) if cam else None  # type: ignore[arg-type]
         # bf16: autocast runs the convolutions in bfloat16; the input and its gradient stay fp32.
         bf16 = self.info.precision == "bf16"
         strict = not bf16 and self.device.type == "cuda"
         with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16), exact_fp32(strict):
-            result = explain_module(self.model, x, methods, wanted, top_k, layer)
+            result = explain_module(
+                self.model, x, methods, wanted, top_k, layer, self.spec.other_activations
+            )
         return Explanation(
             logits=_numpy(result.logits),
             targets=result.targets.cpu().numpy(),
             saliency={m: _numpy(g.permute(0, 1, 3, 4, 2)) for m, g in result.saliency.items()},
             relus=result.relus,
+            activations=result.activations,
+            ordinary=result.ordinary,
             features=None
             if result.features is None
             else _numpy(result.features.permute(0, 2, 3, 1)),
@@ -181,6 +200,21 @@ class TorchBackend(Backend):
                 else _numpy(result.feature_grads.permute(0, 1, 3, 4, 2))
             ),
         )
+
+    def _check(self, methods: Sequence[str], cam: bool) -> None:
+        """Refuse, before any work, what this model cannot give (explain_module re-checks)."""
+        info = self.info
+        if cam and info.cam_layer is None:
+            raise BackendError(
+                f"gradcam needs a spatial feature map; {info.model} has none "
+                "(a vision transformer?): use guided, vanilla or deconv"
+            )
+        ruled = [m for m in methods if RULES[m] != ORDINARY]
+        if ruled and info.unruled and self.spec.other_activations != "gradient":
+            counts = {kind: info.activations[kind] for kind in info.unruled}
+            paths = [path for kind in info.unruled for path in info.unruled[kind]]
+            instead = "vanilla or gradcam" if info.cam_layer else "vanilla"
+            raise BackendError(refusal(ruled, counts, paths, instead))
 
 
 @contextlib.contextmanager
@@ -209,23 +243,47 @@ def exact_fp32(active: bool) -> Iterator[None]:
             setattr(owner, name, value)
 
 
-def _numpy(tensor: Tensor) -> np.ndarray:
-    return tensor.float().cpu().numpy()
-
-
 MODES = ("auto",)  # PyTorch runs eagerly; there is nothing to choose yet
 
 
+def resolve_device(device: str) -> torch.device:
+    """`auto` means the GPU when PyTorch sees one."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendError("--device cuda: PyTorch sees no CUDA device (use --device cpu or auto)")
+    return torch.device(device)
+
+
 def load(
-    weights: WeightsSpec, device: str, precision: str = "fp32", mode: str = "auto"
+    weights: WeightsSpec,
+    device: str,
+    precision: str = "fp32",
+    mode: str = "auto",
+    model: ModelSpec = ModelSpec(),  # noqa: B008 (frozen)
 ) -> TorchBackend:
-    """Build the model the weights describe, on the requested device."""
-    from .torch_weights import build_model
+    """Build the model `model` names with the weights `weights` asks for, on the device, and
+    probe it once: its activations by kind and module path, its Grad-CAM layer."""
+    from .torch_weights import build
 
     if mode not in MODES:
         raise BackendError(f"the torch backend has no execution mode {mode!r} (only 'auto')")
     resolved = resolve_device(device)
-    model, name = build_model(weights)
-    num_classes = model.classifier.out_features
-    info = ModelInfo("torch", name, num_classes, weights, resolved.type, precision=precision)
-    return TorchBackend(model, info)
+    built = build(model, weights)
+    module = prepare(built.module, resolved)
+    found = probe(module, built.preprocessing.size, built.name, model.cam_layer)
+    info = ModelInfo(
+        "torch",
+        built.name,
+        found.num_classes,
+        weights,
+        resolved.type,
+        precision=precision,
+        warnings=built.warnings,
+        preprocessing=built.preprocessing,
+        activations=found.activations,
+        unruled=found.unruled,
+        cam_layer=found.cam_layer,
+        twin=built.twin,
+    )
+    return TorchBackend(module, info, model, built.rebuild)

@@ -112,8 +112,8 @@ def blog_torch(x: np.ndarray, precision: str, device: str) -> Step:
 
 
 def gbp_tf(x: np.ndarray, precision: str, device: str, mode: str = "graph") -> Step:
-    backend = open_backend("tf", RANDOM, device, precision)
-    backend.mode, backend.batch_size = mode, len(x)  # type: ignore[attr-defined]
+    backend = open_backend("tf", RANDOM, device, precision, mode)
+    backend.plan(len(x), len(x))
     return lambda: backend.explain(x, ["guided"])
 
 

@@ -19,13 +19,15 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from gbp_cli.backends import Backend, WeightsSpec, open_backend
+from gbp_cli.backends.base import ModelSpec
 from gbp_cli.labels import load_labels, resolve_target
-from gbp_cli.methods import explain_maps
+from gbp_cli.methods import check_methods, explain_maps
 from gbp_cli.outputs import Prediction, predictions
 from gbp_cli.preprocess import Geometry, open_rgb, prepare_image, to_rgb
 from gbp_cli.settings import Smoothing
 
 ImageLike = str | Path | Image.Image | np.ndarray
+DEFAULT_MODEL = ModelSpec()
 RANDOM_WEIGHTS = (
     "weights='random' is an untrained, seeded network: its labels and maps say nothing about "
     "ImageNet"
@@ -51,11 +53,15 @@ class Explained:
 
 @functools.lru_cache(maxsize=4)
 def model(
-    backend: str = "torch", weights: str = "imagenet", device: str = "auto", precision: str = "fp32"
+    backend: str = "torch",
+    weights: str = "imagenet",
+    device: str = "auto",
+    precision: str = "fp32",
+    network: ModelSpec = DEFAULT_MODEL,
 ) -> Backend:
     """A loaded backend, kept so that repeated calls in a notebook do not reload it. Random
     weights are announced once, as the command line does."""
-    loaded = open_backend(backend, WeightsSpec.parse(weights), device, precision)
+    loaded = open_backend(backend, WeightsSpec.parse(weights), device, precision, model=network)
     if loaded.info.weights.is_random:
         warnings.warn(RANDOM_WEIGHTS, RandomWeightsWarning, stacklevel=3)
     return loaded
@@ -82,15 +88,21 @@ def explain(
     device: str = "auto",
     labels: Path | None = None,
     smooth: int | None = None,
-    noise: float = 0.15,
+    noise: float = Smoothing.noise,
     precision: str = "fp32",
+    model_name: str = "densenet201",
+    other_activations: str = "refuse",
+    cam_layer: str | None = None,
 ) -> Explained:
-    """Explain one photo: `target` is a class index or name, or None for the top-1 class."""
+    """Explain one photo: `target` is a class index or name, or None for the top-1 class;
+    `model_name` is any name `--model` takes."""
     methods = (method,) if isinstance(method, str) else tuple(method)
-    loaded = model(backend, weights, device, precision)
+    network = ModelSpec(model_name, cam_layer=cam_layer, other_activations=other_activations)
+    loaded = model(backend, weights, device, precision, network)
+    check_methods(loaded.info, methods, network)
     names = load_labels(labels, loaded.info.num_classes)
     photo = as_photo(image)
-    prepared = prepare_image(photo, resize, keep_photo=True)
+    prepared = prepare_image(photo, resize, keep_photo=True, pre=loaded.info.preprocessing)
     wanted = None if target is None else resolve_target(str(target), names)
     smoothing = None if smooth is None else Smoothing(samples=smooth, noise=noise)
     explanation, maps = explain_maps(

@@ -60,6 +60,7 @@ def cli() -> None:
 @options.compose(
     options.INPUTS,
     options.BACKEND,
+    options.MODEL_OPTIONS,
     options.METHOD,
     options.TARGET,
     options.TOP_K,
@@ -80,9 +81,15 @@ def cli() -> None:
     options.JSON,
     options.SHARD,
     options.DRY_RUN,
+    options.REPORT,
     options.QUIET,
     options.PRECISION,
     options.TF_MODE,
+    options.ENGINE,
+    options.RAY_ADDRESS,
+    options.WORKERS,
+    options.GPUS_PER_WORKER,
+    options.CPUS_PER_WORKER,
 )
 @click.pass_context
 def explain(ctx: click.Context, inputs: tuple[str, ...], **chosen) -> None:
@@ -95,6 +102,7 @@ def explain(ctx: click.Context, inputs: tuple[str, ...], **chosen) -> None:
 @cli.command()
 @options.compose(
     options.INPUTS,
+    options.MODEL_OPTIONS,
     options.WEIGHTS,
     options.METHOD,
     options.RESIZE,
@@ -119,6 +127,7 @@ def parity(ctx: click.Context, inputs: tuple[str, ...], **chosen) -> None:
 @options.compose(
     options.INPUTS,
     options.BACKEND,
+    options.MODEL_OPTIONS,
     click.option(
         "--method",
         "methods",
@@ -139,6 +148,7 @@ def parity(ctx: click.Context, inputs: tuple[str, ...], **chosen) -> None:
     options.BATCH_SIZE,
     options.OVERWRITE,
     options.QUIET,
+    options.REPORT,
 )
 @click.pass_context
 def sanity(ctx: click.Context, inputs: tuple[str, ...], **chosen) -> None:
@@ -166,6 +176,22 @@ def convert(source: Path, destination: Path, overwrite: bool) -> None:
 
     summary = convert_command(source, destination, overwrite)
     click.echo(f"{source}\t{destination}\t{summary}")
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--backend", type=click.Choice(["torch", "tf"]), help="Only this backend's models.")
+@options.JSON
+def models(names: tuple[str, ...], backend: str | None, as_json: bool) -> None:
+    """What each installed backend can explain: name, input size, activations overridden and
+    others present, the Grad-CAM layer, and the same network in the other backend (twin).
+
+    Without NAMES it lists every model (torchvision's are built on PyTorch's meta device, so
+    this takes seconds, not minutes); networks over 200M parameters are probed only if named.
+    """
+    from gbp_cli.commands.models import models_command
+
+    models_command(names, backend, as_json)
 
 
 def _terminate(signum: int, frame: object) -> None:

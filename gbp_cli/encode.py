@@ -51,8 +51,11 @@ def metadata(
     method: str,
     fmt: str,
     provenance: Provenance,
+    ordinary: dict[str, int] | None = None,
 ) -> dict[str, str]:
     """Text chunks that say exactly what produced a PNG, and the record a rerun checks."""
+    activations = ", ".join(f"{n} {kind}" for kind, n in info.activations.items()) or "-"
+    left = ", ".join(f"{n} {kind}" for kind, n in (ordinary or {}).items()) or "none"
     return {
         "Software": f"gbp {__version__}",
         "gbp:backend": info.backend,
@@ -67,6 +70,8 @@ def metadata(
         "gbp:format": fmt,
         "gbp:render": outputs.rendering.describe(),
         "gbp:smoothing": outputs.smoothing.describe() if outputs.smoothing else "none",
+        "gbp:activations": activations,
+        "gbp:ordinary-gradient": left,
         **provenance.chunks(),
     }
 
@@ -80,6 +85,7 @@ def encode(
     info: ModelInfo,
     outputs: Outputs,
     provenance: Provenance,
+    ordinary: dict[str, int] | None = None,
 ) -> bytes:
     """One output's bytes. `maps` and `targets` hold one entry per explained class: one for a
     per-class file, every class for the panel (one row each)."""
@@ -92,9 +98,13 @@ def encode(
     if fmt == PANEL:
         assert prepared.photo is not None
         rows = [(t.label, t.probability, m) for t, m in zip(targets, maps, strict=True)]
-        note = RANDOM_NOTE if info.weights.is_random else None
+        notes = [RANDOM_NOTE] if info.weights.is_random else []
+        if ordinary:
+            left = ", ".join(f"{n} {kind}" for kind, n in ordinary.items())
+            notes.append(f"{left} kept their ordinary gradient (--other-activations gradient)")
+        note = "\n".join(notes) or None
         picture = panel(prepared.photo, prepared.geometry, rows, note, outputs.rendering)
     else:
         picture = render(fmt, maps[0][method], prepared.geometry, prepared.photo, outputs.rendering)
-    tags = metadata(info, outputs, targets, method, fmt, provenance)
+    tags = metadata(info, outputs, targets, method, fmt, provenance, ordinary)
     return png_bytes(np.asarray(picture), tags)

@@ -31,13 +31,20 @@ class Source:
 
     @property
     def name(self) -> str:
-        return str(self.path)
+        """The path as given, printable: bytes that are not UTF-8 shown as `\\xNN`."""
+        return printable(str(self.path))
 
     @property
     def stem(self) -> PurePath:
         """Its outputs' path under `-o`, less what each output appends."""
         kept = self.relative.name if self.keep_suffix else self.relative.stem
         return self.relative.parent / kept
+
+
+def printable(text: str) -> str:
+    """A file name that may hold undecodable bytes (surrogate escapes) as text any stream can
+    carry: those bytes become `\\xNN`."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def in_shard(source: Source, index: int, count: int) -> bool:

@@ -12,11 +12,31 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from gbp_cli.backends.base import Backend, Explanation
+from gbp_cli.backends.base import Backend, Explanation, ModelInfo, ModelSpec
 from gbp_cli.backends.rules import GRADIENT_METHODS, METHODS
+from gbp_cli.errors import GbpError
 from gbp_cli.settings import Smoothing
 
 CAM_METHODS = tuple(m for m, method in METHODS.items() if method.rule is None)
+
+
+def check_methods(info: ModelInfo, methods: tuple[str, ...], spec: ModelSpec) -> None:
+    """Refuse, before any input is explained, what this model cannot do honestly."""
+    ruled = [m for m in methods if m in ("guided", "deconv", "guided-gradcam")]
+    if ruled and info.unruled and spec.other_activations == "refuse":
+        kinds = ", ".join(f"{info.activations.get(k, '?')} {k}" for k in info.unruled)
+        paths = [p for found in info.unruled.values() for p in found][:3]
+        raise GbpError(
+            f"{' and '.join(ruled)} {'is' if len(ruled) == 1 else 'are'} not defined for "
+            f"{info.model}'s {kinds} ({', '.join(paths)}, …): pass --other-activations gradient "
+            "to let them keep their ordinary gradient, or use vanilla or gradcam"
+        )
+    cams = [m for m in methods if METHODS[m].rule is None]
+    if cams and info.cam_layer is None:
+        raise GbpError(
+            f"{' and '.join(cams)} need a spatial feature map, and {info.model} has none "
+            "(a vision transformer?): use guided, vanilla or deconv"
+        )
 
 
 def backend_request(methods: Sequence[str]) -> tuple[tuple[str, ...], bool]:

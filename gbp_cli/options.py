@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gbp_cli.backends.rules import GRADIENT_METHODS, METHODS
+from gbp_cli.backends.rules import GRADIENT_METHODS, METHODS, OTHER_ACTIVATIONS
 from gbp_cli.settings import Rendering, Smoothing
 
 GRADIENT_CHOICES = GRADIENT_METHODS
@@ -20,6 +20,41 @@ METHOD_HELP = (
 
 
 INPUTS = click.argument("inputs", nargs=-1, required=True)
+
+MODEL = click.option(
+    "--model",
+    default="densenet201",
+    show_default=True,
+    metavar="NAME",
+    help="The classifier: a torchvision name (`gbp models` lists what each backend has), "
+    "keras:NAME (a Keras application), your own package.module:factory (torch) or a .keras "
+    "file (tf).",
+)
+INPUT_SIZE = click.option(
+    "--input-size",
+    type=click.IntRange(min=8),
+    help="Your own model's input square, in pixels.  [default: 224]",
+)
+NORMALIZE = click.option(
+    "--normalize",
+    type=click.Choice(["imagenet", "caffe", "tf", "none"]),
+    help="Your own model's pixel scaling: ImageNet mean/std, caffe (BGR, mean subtracted), "
+    "tf ([-1, 1]) or none ([0, 1]).  [default: imagenet]",
+)
+CAM_LAYER = click.option(
+    "--cam-layer",
+    metavar="NAME",
+    help="Grad-CAM's layer: a torch module path or a Keras layer name.  "
+    "[default: the last spatial feature map]",
+)
+OTHER_ACTIVATIONS = click.option(
+    "--other-activations",
+    type=click.Choice(OTHER_ACTIVATIONS),
+    default="refuse",
+    show_default=True,
+    help="Activations with no guided or deconv rule (SiLU, GELU, …): refuse those methods, or "
+    "let these keep their ordinary gradient (every output then says how many).",
+)
 
 BACKEND = click.option(
     "--backend", type=click.Choice(["torch", "tf"]), default="torch", show_default=True
@@ -154,6 +189,54 @@ DRY_RUN = click.option(
     help="List what each input would give (write, kept, refused, failed) without a model.",
 )
 
+REPORT = click.option(
+    "--report",
+    is_flag=True,
+    help="Also write OUT/index.html, a page of every input and its maps (and OUT/index.json).",
+)
+
+ENGINE = click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this process; ray: a Ray Data job (pip install 'gbp-saliency[ray]'), on this "
+    "machine's cores or, with --ray-address, a cluster.",
+)
+
+RAY_ADDRESS = click.option(
+    "--ray-address",
+    metavar="ADDRESS",
+    help="With --engine ray: the Ray cluster to join ('auto': the one this runs on; -o must be a "
+    "folder every machine shares).  [default: start Ray on this machine]",
+)
+
+WORKERS = click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="With --engine ray: model workers (each loads the model once).  "
+    "[default: one per --gpus-per-worker GPUs, else one per machine]",
+)
+
+GPUS_PER_WORKER = click.option(
+    "--gpus-per-worker",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="G",
+    help="With --engine ray: GPUs each model worker reserves (fractions share a GPU).",
+)
+
+CPUS_PER_WORKER = click.option(
+    "--cpus-per-worker",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1,
+    show_default=True,
+    metavar="C",
+    help="With --engine ray: CPUs each model worker reserves (on a cluster, its threads).",
+)
+
 QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no closing summary.")
 
 PRECISION = click.option(
@@ -182,3 +265,6 @@ def compose(*options: Callable) -> Callable:
         return function
 
     return decorate
+
+
+MODEL_OPTIONS = compose(MODEL, INPUT_SIZE, NORMALIZE, CAM_LAYER, OTHER_ACTIVATIONS)

@@ -53,6 +53,8 @@ class Result:
     targets: list[Prediction] = field(default_factory=list)
     top: list[Prediction] = field(default_factory=list)
     relus: dict[str, int] = field(default_factory=dict)
+    activations: dict[str, dict[str, int]] = field(default_factory=dict)  # method → kind → n
+    ordinary: dict[str, int] = field(default_factory=dict)  # kinds left with their own gradient
     seconds: float = 0.0
     skipped: bool = False  # a file gbp wrote, met as an input: not explained, only counted
 
@@ -98,8 +100,10 @@ def run(
     smoothing = job.planner.outputs.smoothing
     share = 1.0 / (1 + (smoothing.samples if smoothing else 0))  # of an image, per pass
 
+    preprocessing = backend.info.preprocessing
+
     def load(source: Source) -> Prepared:
-        return prepare(source.path, job.resize, keep_photo)
+        return prepare(source.path, job.resize, keep_photo, preprocessing)
 
     def flush(slots: list[Result | Future[Result]]) -> None:
         for slot in slots:
@@ -198,6 +202,8 @@ def _write(
         targets=predictions(logits, explanation.targets[i], job.labels),
         top=predictions(logits, np.argsort(-logits)[: max(5, job.top_k)], job.labels),
         relus=dict(explanation.relus),
+        activations=dict(explanation.activations),
+        ordinary=dict(explanation.ordinary),
     )
     info = job.planner.info
     try:
@@ -206,7 +212,7 @@ def _write(
             tags = [Target(t.index, t.label, t.probability) for t in output.targets]
             data = encode(
                 output.method, output.format, image_maps, prepared, tags, info,
-                job.planner.outputs, output.provenance,
+                job.planner.outputs, output.provenance, explanation.ordinary,
             )  # fmt: skip
             if job.to_stdout:
                 _to_stdout(data)

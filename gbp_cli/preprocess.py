@@ -1,4 +1,4 @@
-"""Photo → model input: decoding, orientation, RGB, resize and ImageNet normalisation.
+"""Photo → model input: decoding, orientation, RGB, resize and the model's normalisation.
 
 numpy and PIL only, so both backends see bit-identical inputs.
 """
@@ -16,13 +16,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from gbp_cli.backends.base import Preprocessing
 from gbp_cli.errors import InputError, NotAnInput
 from gbp_cli.records import is_gbp_png, sha256_bytes
 
-SIZE = 224
-CROP_RESIZE = 256
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+IMAGENET = Preprocessing()  # torchvision's eval transform: 256, centre 224, ImageNet mean/std
+SIZE = IMAGENET.size
+MEAN = np.array(IMAGENET.mean, dtype=np.float32)
+STD = np.array(IMAGENET.std, dtype=np.float32)
+_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 _HIGH_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 
 
@@ -118,36 +120,45 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def fit(image: Image.Image, resize: str) -> tuple[Image.Image, Geometry]:
-    """An RGB photo at 224×224: `squash` keeps all of it, `crop` is torchvision's eval view."""
-    width, height = image.size
+def fit(
+    image: Image.Image, resize: str, pre: Preprocessing = IMAGENET
+) -> tuple[Image.Image, Geometry]:
+    """An RGB photo at the model's size: `squash` keeps all of it (a photo already of that size
+    is passed unchanged), `crop` is torchvision's eval view (shorter side to `pre.resize`, then
+    the centre square)."""
+    width, height, size = image.size[0], image.size[1], pre.size
+    interpolation = _FILTERS[pre.interpolation]
     if resize == "squash":
-        view = image if image.size == (SIZE, SIZE) else image.resize((SIZE, SIZE), Image.BILINEAR)
+        view = image if image.size == (size, size) else image.resize((size, size), interpolation)
         return view, Geometry(width, height, (0, 0, width, height))
     if resize != "crop":
         raise ValueError(f"unknown resize mode {resize!r}")
-    # torchvision: Resize(256) scales the shorter side, truncating the longer; CenterCrop rounds.
+    # torchvision: Resize(n) scales the shorter side, truncating the longer; CenterCrop rounds.
     short, long = min(width, height), max(width, height)
-    new_long = int(CROP_RESIZE * long / short)
-    new_w, new_h = (CROP_RESIZE, new_long) if width <= height else (new_long, CROP_RESIZE)
-    resized = image.resize((new_w, new_h), Image.BILINEAR)
-    top = round((new_h - SIZE) / 2.0)
-    left = round((new_w - SIZE) / 2.0)
-    view = resized.crop((left, top, left + SIZE, top + SIZE))
+    new_long = int(pre.resize * long / short)
+    new_w, new_h = (pre.resize, new_long) if width <= height else (new_long, pre.resize)
+    resized = image.resize((new_w, new_h), interpolation)
+    top = round((new_h - size) / 2.0)
+    left = round((new_w - size) / 2.0)
+    view = resized.crop((left, top, left + size, top + size))
     sx, sy = width / new_w, height / new_h
     box = (
         round(left * sx),
         round(top * sy),
-        round((left + SIZE) * sx),
-        round((top + SIZE) * sy),
+        round((left + size) * sx),
+        round((top + size) * sy),
     )
     return view, Geometry(width, height, box)
 
 
-def normalize(view: Image.Image) -> np.ndarray:
-    """RGB 224×224 → float32 H×W×3 scaled to [0, 1] and standardised with ImageNet's mean/std."""
+def normalize(view: Image.Image, pre: Preprocessing = IMAGENET) -> np.ndarray:
+    """RGB pixels → float32 H×W×3: scaled to [0, 1], standardised with the model's mean and std
+    (and reversed to BGR for caffe-style models)."""
     pixels = np.asarray(view, dtype=np.float32) / np.float32(255.0)
-    return (pixels - MEAN) / STD
+    mean, std = np.array(pre.mean, np.float32), np.array(pre.std, np.float32)
+    if pre.bgr:
+        pixels = pixels[..., ::-1]  # the mean and std are given in BGR order too
+    return np.ascontiguousarray((pixels - mean) / std, dtype=np.float32)
 
 
 @dataclass
@@ -160,15 +171,19 @@ class Prepared:
     digest: str = ""  # SHA-256 of the file's bytes: what its outputs record as their source
 
 
-def prepare_image(image: Image.Image, resize: str, keep_photo: bool = False) -> Prepared:
+def prepare_image(
+    image: Image.Image, resize: str, keep_photo: bool = False, pre: Preprocessing = IMAGENET
+) -> Prepared:
     """The shared preprocessing for a decoded, upright RGB photo."""
-    view, geometry = fit(image, resize)
-    return Prepared(normalize(view), geometry, image if keep_photo else None)
+    view, geometry = fit(image, resize, pre)
+    return Prepared(normalize(view, pre), geometry, image if keep_photo else None)
 
 
-def prepare(path: Path, resize: str, keep_photo: bool = False) -> Prepared:
+def prepare(
+    path: Path, resize: str, keep_photo: bool = False, pre: Preprocessing = IMAGENET
+) -> Prepared:
     """The whole shared preprocessing for one file."""
     data = read_input(path)
-    prepared = prepare_image(decode(data), resize, keep_photo)
+    prepared = prepare_image(decode(data), resize, keep_photo, pre)
     prepared.digest = sha256_bytes(data)
     return prepared

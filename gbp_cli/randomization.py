@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from gbp_cli.backends import Backend
-from gbp_cli.backends.densenet import BLOCKS, random_weights
 from gbp_cli.errors import GbpError
 from gbp_cli.methods import explain_maps
 from gbp_cli.similarity import Similarity, similarity
@@ -21,18 +20,6 @@ from gbp_cli.similarity import Similarity, similarity
 CLASS_CHECK = "least-likely class"
 NEARLY_THE_SAME = 0.9  # Spearman (|map|) above which two maps say the same thing
 RANDOMIZATION_SEED = 1
-DENSENET_STAGES = {
-    "classifier": ("classifier.",),
-    "block4": ("features.denseblock4.", "features.norm5."),
-    "transition3": ("features.transition3.",),
-    "block3": ("features.denseblock3.",),
-    "transition2": ("features.transition2.",),
-    "block2": ("features.denseblock2.",),
-    "transition1": ("features.transition1.",),
-    "block1": ("features.denseblock1.",),
-    "stem": ("features.conv0.", "features.norm0."),
-}
-STAGES = tuple(DENSENET_STAGES)
 
 
 @dataclass(frozen=True)
@@ -53,6 +40,15 @@ class Record:
         }
 
 
+def stages_of(backend: Backend) -> list[tuple[str, tuple[str, ...]]]:
+    """The backend's stages from the output back (DenseNet: classifier, block4, transition3, …,
+    stem; ResNet: fc, layer4, …; anything else: its weighted layers in about eight groups)."""
+    stages = getattr(backend, "stages", None)
+    if stages is None:
+        raise GbpError(f"gbp sanity cannot randomize {backend.info.model}: no stages known")
+    return stages()
+
+
 def cascade(
     backend: Backend,
     names: list[str],
@@ -62,16 +58,14 @@ def cascade(
 ) -> tuple[list[Record], dict[str, dict[str, np.ndarray]]]:
     """Every comparison, and the maps themselves per stage ('original' first) for the grid;
     `on_stage` hears each stage as it is done."""
-    arch = backend.info.model
-    if arch not in BLOCKS:
-        raise GbpError(f"gbp sanity randomizes DenseNet stages; {arch} is not a DenseNet")
+    stages = stages_of(backend)
     original = backend.state()
     clean, base = explain_maps(backend, images, methods)
     maps = {"original": base}
-    random = random_weights(arch, backend.info.num_classes, RANDOMIZATION_SEED)
+    random = backend.random_state(RANDOMIZATION_SEED)  # type: ignore[attr-defined]
     state = dict(original)
     try:
-        for stage, prefixes in DENSENET_STAGES.items():
+        for stage, prefixes in stages:
             for key in state:
                 if key.startswith(prefixes):
                     state[key] = random[key]
@@ -87,6 +81,6 @@ def cascade(
         Record(name, method, stage, similarity(base[method][i, 0], maps[stage][method][i, 0]))
         for i, name in enumerate(names)
         for method in methods
-        for stage in (*STAGES, CLASS_CHECK)
+        for stage in (*(s for s, _ in stages), CLASS_CHECK)
     ]
     return records, maps

@@ -30,7 +30,7 @@ class Provenance:
 
     def chunks(self) -> dict[str, str]:
         return {
-            INPUT: self.input,
+            INPUT: self.input,  # printable already (inputs.printable)
             SOURCE: self.source,
             SETTINGS: json.dumps(self.settings, sort_keys=True, ensure_ascii=False),
         }

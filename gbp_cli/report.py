@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 
 import click
 
 from gbp_cli.backends.base import ModelInfo
+from gbp_cli.inputs import printable
 from gbp_cli.outputs import Prediction
 from gbp_cli.pipeline import Result, Summary
 from gbp_cli.progress import Progress
@@ -18,13 +20,24 @@ _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 def field(text: object) -> str:
     """One tab-separated field: tabs, newlines and backslashes escaped as `\\t`, `\\n`, `\\\\`."""
-    return str(text).translate(_ESCAPES)
+    return printable(str(text)).translate(_ESCAPES)
 
 
-def counts(activations: dict[str, int]) -> str:
-    """`201 ReLUs`, or `35 ReLU6`, or `—` for methods that override nothing (Grad-CAM)."""
-    numbers = sorted({n for n in activations.values() if n})
-    return f"{','.join(map(str, numbers))} ReLUs" if numbers else "no ReLUs overridden"
+def counts(result: Result) -> str:
+    """`201 ReLUs`, `35 ReLU6`, `17 ReLUs, 3 ReLU6`; `no ReLUs overridden` for methods that
+    override none (Grad-CAM); and what kept its ordinary gradient under --other-activations."""
+    kinds: dict[str, int] = {}
+    for per_kind in result.activations.values():
+        for kind, n in per_kind.items():
+            kinds[kind] = max(kinds.get(kind, 0), n)
+    if not kinds and any(result.relus.values()):
+        kinds = {"ReLU": max(result.relus.values())}
+    shown = [f"{n} {kind}s" if kind == "ReLU" else f"{n} {kind}" for kind, n in kinds.items() if n]
+    text = ", ".join(shown) if shown else "no ReLUs overridden"
+    if result.ordinary:
+        left = ", ".join(f"{n} {kind}" for kind, n in result.ordinary.items())
+        text += f"; {left} left with their ordinary gradient"
+    return text
 
 
 def prediction_text(p: Prediction) -> str:
@@ -43,7 +56,7 @@ def result_line(result: Result, random_weights: bool) -> str:
     if random_weights:
         explained += " [random weights]"
     files = [field(p) for p in result.files] + [f"{field(p)} (kept)" for p in result.kept]
-    return "\t".join([name, field(explained), counts(result.relus), *files])
+    return "\t".join([name, field(explained), counts(result), *files])
 
 
 def result_record(result: Result, info: ModelInfo, methods: tuple[str, ...]) -> dict[str, object]:
@@ -61,12 +74,14 @@ def result_record(result: Result, info: ModelInfo, methods: tuple[str, ...]) -> 
         record["error"] = result.error
         return record
     record.update(
-        files=[str(p) for p in result.files],
-        kept=[str(p) for p in result.kept],
+        files=[printable(str(p)) for p in result.files],
+        kept=[printable(str(p)) for p in result.kept],
         target=asdict(result.targets[0]) if result.targets else None,
         targets=[asdict(t) for t in result.targets],
         top_k=[asdict(t) for t in result.top],
         relus=result.relus,
+        activations=result.activations,
+        ordinary=result.ordinary,
         seconds=round(result.seconds, 4),
     )
     return record
@@ -83,6 +98,7 @@ class Reporter:
         data_to_stdout: bool = True,
         progress: Progress | None = None,
         share: float = 1.0,
+        sink: Callable[[dict[str, object]], None] | None = None,
     ) -> None:
         self.info = info
         self.methods = methods
@@ -90,6 +106,7 @@ class Reporter:
         self.data_to_stdout = data_to_stdout
         self.progress = progress
         self.share = share  # of an image, left to count when its result comes (SmoothGrad)
+        self.sink = sink  # also given each result's JSON record (--report collects them)
 
     def _aside(self) -> contextlib.AbstractContextManager[None]:
         return self.progress.aside() if self.progress else contextlib.nullcontext()
@@ -99,6 +116,8 @@ class Reporter:
             if self.progress is not None:
                 self.progress.advance(1.0)
             return
+        if self.sink is not None:
+            self.sink(result_record(result, self.info, self.methods))
         with self._aside():
             if result.error is not None:
                 click.echo(f"gbp: {result.source.name}: {result.error}", err=True)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gbp_cli.backends.base import Backend, Explanation, ModelInfo, WeightsSpec
+from gbp_cli.backends.base import Backend, Explanation, ModelInfo, ModelSpec, WeightsSpec
 
 CLASSES = 1000
 RELUS = 3
@@ -21,16 +21,26 @@ _SCALE = {"guided": 1.0, "vanilla": -0.5, "deconv": 2.0}
 
 
 class FakeBackend(Backend):
-    def __init__(self, info: ModelInfo) -> None:
+    def __init__(self, info: ModelInfo, mode: str = "auto") -> None:
         self.info = info
+        self.mode = "" if mode == "auto" else mode  # what the summary line names
         self.projection = np.random.default_rng(7).normal(size=(3, CLASSES)).astype(np.float32)
+        self.colours = np.ones(3, np.float32)  # a per-channel gain, so a "stage" to randomize
         self.calls = 0
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"projection": self.projection.copy()}
+        return {"projection": self.projection.copy(), "colours": self.colours.copy()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.projection = np.asarray(state["projection"], np.float32)
+        self.colours = np.asarray(state["colours"], np.float32)
+
+    def stages(self) -> list[tuple[str, tuple[str, ...]]]:
+        return [("head", ("projection",)), ("colours", ("colours",))]
+
+    def random_state(self, seed: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return {"projection": rng.normal(size=(3, CLASSES)), "colours": rng.normal(size=3)}
 
     def explain(
         self,
@@ -43,11 +53,12 @@ class FakeBackend(Backend):
         self.calls += 1
         time.sleep(float(os.environ.get("GBP_FAKE_SECONDS", "0")))  # to be slow enough to stop
         n, h, w, c = images.shape
-        logits = images.mean(axis=(1, 2)) @ self.projection * 10
+        logits = (images.mean(axis=(1, 2)) * self.colours) @ self.projection * 10
         chosen = np.argsort(-logits, axis=1)[:, :top_k] if targets is None else targets
         k = chosen.shape[1]
         saliency = {
-            m: np.repeat(images[:, None] * _SCALE[m], k, axis=1).astype(np.float32) for m in methods
+            m: np.repeat(images[:, None] * self.colours * _SCALE[m], k, axis=1).astype(np.float32)
+            for m in methods
         }
         features = feature_grads = None
         if cam:
@@ -58,12 +69,27 @@ class FakeBackend(Backend):
             targets=np.asarray(chosen, np.int64),
             saliency=saliency,
             relus={m: RELUS for m in methods},
+            activations={m: {"ReLU": RELUS} for m in methods},
             features=features,
             feature_grads=feature_grads,
         )
 
 
 def load(
-    weights: WeightsSpec, device: str, precision: str = "fp32", mode: str = "auto"
+    weights: WeightsSpec,
+    device: str,
+    precision: str = "fp32",
+    mode: str = "auto",
+    model: ModelSpec | None = None,
 ) -> FakeBackend:
-    return FakeBackend(ModelInfo("torch", "fake", CLASSES, weights, "cpu", precision=precision))
+    info = ModelInfo(
+        "torch",
+        "fake",
+        CLASSES,
+        weights,
+        "cpu",
+        precision=precision,
+        activations={"ReLU": RELUS},
+        cam_layer="pooled",
+    )
+    return FakeBackend(info, mode)

@@ -244,3 +244,17 @@ def test_cuda_without_a_gpu_is_a_usage_error(tmp_path: Path) -> None:
         "explain", make_photo(tmp_path / "p.png"), "--weights", "random", "--device", "cuda"
     )
     assert result.exit_code == 2 and "no CUDA device" in one_line(result.stderr)
+
+
+@pytest.mark.torch
+def test_bf16_runs_and_its_map_follows_fp32(tmp_path: Path) -> None:
+    from gbp_cli.backends import WeightsSpec, open_backend
+    from gbp_cli.preprocess import prepare
+
+    image = prepare(ROOT / "sample_images" / "chelsea.png", "squash").array[None]
+    maps = {}
+    for precision in ("fp32", "bf16"):
+        backend = open_backend("torch", WeightsSpec("random"), "cpu", precision)
+        result = backend.explain(image, ["guided"], targets=np.array([[281]]))
+        maps[precision] = result.saliency["guided"].ravel()
+    assert np.corrcoef(maps["fp32"], maps["bf16"])[0, 1] > 0.9

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -182,3 +183,26 @@ def test_a_file_reached_twice_is_explained_once(photos: Path, tmp_path: Path) ->
     result = gbp("explain", photos, photos / "a.png", "-o", tmp_path / "out", *QUIET)
     names = [Path(name).name for name in names_in(result.stdout)]
     assert names == ["a.png", "b.jpg"]
+
+
+def test_smoothgrad_through_the_command_line(photos: Path, tmp_path: Path) -> None:
+    plain, smooth = tmp_path / "plain", tmp_path / "smooth"
+    args = ["explain", photos / "a.png", "--format", "npy", "--format", "color", "-q"]
+    assert gbp(*args, "-o", plain).exit_code == 0
+    assert gbp(*args, "--smooth", "3", "--noise", "0.2", "-o", smooth).exit_code == 0
+    (a,), (b,) = list(plain.rglob("*.npy")), list(smooth.rglob("*.npy"))
+    assert not np.allclose(np.load(a), np.load(b))
+    (picture,) = list(smooth.rglob("*.color.png"))
+    assert Image.open(picture).text["gbp:smoothing"] == "SmoothGrad n=3 sigma=0.2 seed=0"
+
+
+def test_tf_mode_reaches_the_tf_backend_only(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gbp_cli import backends
+
+    monkeypatch.setitem(backends.BACKENDS, "tf", (("tests.fake_backend",), (), "tf"))
+    tf = gbp("explain", photos / "a.png", "--backend", "tf", "--tf-mode", "graph", "-o", tmp_path)
+    assert "with torch graph on cpu" in tf.stderr  # the stand-in calls itself torch
+    ignored = gbp("explain", photos / "a.png", "--tf-mode", "graph", "-o", tmp_path / "t")
+    assert "with torch on cpu" in ignored.stderr

@@ -267,8 +267,12 @@ def test_smaller_ones(photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     )
     odd = tmp_path / "odd"
     make_photo(odd / "tab\there.png")
+    shutil.copy(odd / "tab\there.png", os.fsencode(odd) + b"/caf\xe9.png")  # not UTF-8
+    bytes_named = gbp("explain", odd, "-o", tmp_path / "b", "--json")
+    assert bytes_named.exit_code == 0 and "caf\\\\xe9.png" in bytes_named.stdout
     escaped = gbp("explain", odd, "-o", tmp_path / "o", "-q")
-    assert escaped.stdout.split("\t")[0].endswith("tab\\there.png")
+    names = [line.split("\t")[0] for line in escaped.stdout.splitlines()]
+    assert len(names) == 2 and names[1].endswith("tab\\there.png")
     import builtins
 
     real_open = builtins.open

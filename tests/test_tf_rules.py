@@ -1,4 +1,4 @@
-"""The TF backend's @tf.custom_gradient ReLUs: the rules by hand, every Keras ReLU form, modes."""
+"""The TF backend's @tf.custom_gradient ReLUs: the rules by hand, Keras's ReLU forms, modes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from gbp_cli.backends.base import BackendError, WeightsSpec
 from gbp_cli.backends.tf_backend import choose_mode, wrap_keras_model
-from gbp_cli.backends.tf_relus import ReluRules, gate, override_relus, unreached_relus
+from gbp_cli.backends.tf_relus import ReluRules, account, gate
 from tests.conftest import HAND_COMPUTED
 
 KERNELS = [
@@ -47,7 +47,8 @@ def test_rules_match_the_hand_computed_values(method: str) -> None:
     result = backend.explain(np.array([[1.0, 2.0]], np.float32), [method], np.array([[0]]))
     np.testing.assert_allclose(result.logits, [[3.0, 0.0]])
     assert result.saliency[method][0, 0].tolist() == HAND_COMPUTED[method]
-    assert result.relus[method] == 4
+    assert result.relus[method] == 4 and result.activations[method] == {"ReLU": 4}
+    assert backend.info.activations == {"ReLU": 4} and backend.info.unruled == {}
 
 
 def test_the_users_model_is_left_unchanged() -> None:
@@ -66,22 +67,23 @@ def test_the_users_model_is_left_unchanged() -> None:
     np.testing.assert_array_equal(before[0], HAND_COMPUTED["vanilla"])
 
 
-def capped(x: list[float], dy: list[float], method: str) -> list[float]:
+def relu6(x: list[float], dy: list[float], method: str) -> list[float]:
     rules = ReluRules()
     rules.method = method
     xs = tf.constant([x])
     with tf.GradientTape() as tape:
         tape.watch(xs)
-        y = rules.relu(xs, max_value=6.0, threshold=1.0)
+        y = rules.relu(xs, max_value=6.0, kind="ReLU6")
+    assert not rules.applied  # counted when the gradient is built, not before
     return tape.gradient(y, xs, output_gradients=tf.constant([dy])).numpy()[0].tolist()
 
 
-def test_relu_layer_gates_at_threshold_and_max_value() -> None:
+def test_relu6_gates_between_0_and_6() -> None:
     x, dy = [-1.0, 0.5, 2.0, 7.0, 3.0], [1.0, 1.0, -1.0, 1.0, 2.0]
-    # Passes only where threshold 1 < x < max 6 (entries 2 and 4).
-    assert capped(x, dy, "vanilla") == [0.0, 0.0, -1.0, 0.0, 2.0]
-    assert capped(x, dy, "guided") == [0.0, 0.0, 0.0, 0.0, 2.0]
-    assert capped(x, dy, "deconv") == [1.0, 1.0, 0.0, 1.0, 2.0]
+    # The local derivative is [0 < x < 6]: entries 1, 2 and 4 pass.
+    assert relu6(x, dy, "vanilla") == [0.0, 1.0, -1.0, 0.0, 2.0]
+    assert relu6(x, dy, "guided") == [0.0, 1.0, 0.0, 0.0, 2.0]
+    assert relu6(x, dy, "deconv") == [1.0, 1.0, 0.0, 1.0, 2.0]
 
 
 def test_the_gradient_is_computed_in_the_incoming_dtype() -> None:
@@ -89,15 +91,13 @@ def test_the_gradient_is_computed_in_the_incoming_dtype() -> None:
     x = tf.constant([1.0, -1.0, 2.0])
     for method in ("guided", "vanilla", "deconv"):
         rules.method = method
-        for kwargs in ({}, {"max_value": 6.0}):
+        for cap in (None, 6.0, 3.0):
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                y = rules.relu(x, **kwargs)
+                y = rules.relu(x, max_value=cap)
             dy = tf.constant([1.0, 1.0, -1.0], tf.float16)
             assert tape.gradient(y, x, output_gradients=tf.cast(dy, tf.float32)).dtype == tf.float32
-            assert rules.rule(dy, gate(x, tf.float16, 0.0, kwargs.get("max_value"), 0.0)).dtype == (
-                tf.float16
-            )
+            assert rules.rule(dy, gate(x, tf.float16, cap), "ReLU").dtype == tf.float16
 
 
 class HiddenRelu(keras.layers.Layer):
@@ -105,7 +105,7 @@ class HiddenRelu(keras.layers.Layer):
         return keras.ops.relu(x)
 
 
-def test_every_reachable_form_is_overridden_and_the_rest_are_named() -> None:
+def test_every_reachable_form_is_overridden_and_the_rest_are_counted() -> None:
     x = keras.Input((8, 8, 3))
     h = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(x)
     h = keras.layers.ReLU(max_value=6.0, name="relu6")(h)
@@ -114,8 +114,10 @@ def test_every_reachable_form_is_overridden_and_the_rest_are_named() -> None:
     h = HiddenRelu(name="hidden")(h)
     h = keras.layers.GlobalAveragePooling2D()(h)
     model = keras.Model(x, keras.layers.Dense(3, activation="relu", name="head")(h))
-    assert override_relus(model, ReluRules()) == 4
-    assert unreached_relus(model) == ["lam", "hidden"]
+    census = account(model, ReluRules())
+    assert census.overridden == 4
+    assert census.counts == {"ReLU": 3, "ReLU6": 1, "ReLU (unreachable)": 2}
+    assert census.unruled() == {"ReLU (unreachable)": ("lam", "hidden")}
 
 
 @pytest.fixture(scope="module")

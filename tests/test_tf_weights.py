@@ -92,7 +92,7 @@ def test_a_pth_for_tf_without_torch_names_the_extra(
     assert run.returncode == 2 and "gbp-saliency[torch]" in one_line(run.stderr)
 
 
-def test_a_keras_model_file_loads_in_safe_mode_and_names_unreachable_relus(tmp_path: Path) -> None:
+def test_a_keras_model_file_loads_in_safe_mode_and_counts_unreachable_relus(tmp_path: Path) -> None:
     import keras
 
     @keras.saving.register_keras_serializable(package="gbp_tests")
@@ -107,24 +107,17 @@ def test_a_keras_model_file_loads_in_safe_mode_and_names_unreachable_relus(tmp_p
     model = keras.Model(x, keras.layers.Dense(3, activation="softmax")(h))
     path = tmp_path / "small.keras"
     model.save(path)
-    out = tmp_path / "out"
-    result = gbp(
-        "explain",
-        make_photo(tmp_path / "p.png"),
-        "--backend",
-        "tf",
-        "--weights",
-        path,
-        "--out",
-        out,
-        "--format",
-        "npy",
-    )
+    photo = make_photo(tmp_path / "p.png")
+    args = ("explain", photo, "--backend", "tf", "--weights", path, "--format", "npy")
+    refused = gbp(*args, "--out", tmp_path / "refused")
+    assert refused.exit_code == 2
+    assert "1 ReLU (unreachable) (hidden" in one_line(refused.stderr)  # never silently wrong
+    result = gbp(*args, "--out", tmp_path / "out", "--other-activations", "gradient")
     assert result.exit_code == 0, result.output
-    assert "WARNING: layer 'hidden'" in result.stderr
+    assert "1 ReLU (unreachable) (hidden) keep their ordinary gradient" in result.stderr
     assert "1 ReLUs" in result.stdout  # the Conv2D's; the hidden one is named above, not counted
 
     unsafe = tmp_path / "lambda.keras"
     keras.Model(x, keras.layers.Lambda(lambda t: t * 2)(x)).save(unsafe)
-    refused = gbp("explain", make_photo(tmp_path / "p.png"), "--backend", "tf", "--weights", unsafe)
-    assert refused.exit_code == 2 and "cannot load as a Keras model" in one_line(refused.stderr)
+    refused = gbp("explain", photo, "--backend", "tf", "--weights", unsafe)
+    assert refused.exit_code == 2 and "it holds a Lambda layer" in one_line(refused.stderr)

@@ -1,16 +1,15 @@
-"""What several commands share: checking `--weights`, opening a model, and what users must hear."""
+"""What several commands share: checking `--weights` and `--model`, opening a model, and what
+users must hear before trusting an output."""
 
 from __future__ import annotations
 
-import click
+import difflib
 
-from gbp_cli.backends import Backend, WeightsSpec, open_backend
+from gbp_cli.backends import WeightsSpec
+from gbp_cli.backends.base import ModelSpec
 from gbp_cli.errors import GbpError
-
-RANDOM_WARNING = (
-    "gbp: WARNING: --weights random: an untrained, seeded network; "
-    "its labels and maps say nothing about ImageNet"
-)
+from gbp_cli.loading import RANDOM_WARNING, announce, load_model  # noqa: F401  (shared)
+from gbp_cli.settings import Rendering
 
 
 def unique(values: tuple[str, ...], default: str | tuple[str, ...]) -> tuple[str, ...]:
@@ -27,18 +26,46 @@ def weights_spec(text: str) -> WeightsSpec:
     return spec
 
 
-def announce(model: Backend) -> None:
-    """Say on stderr what the user must know before trusting any output."""
-    if model.info.weights.is_random:
-        click.echo(RANDOM_WARNING, err=True)
-    for warning in model.info.warnings:
-        click.echo(f"gbp: WARNING: {warning}", err=True)
+def model_spec(
+    model: str = "densenet201",
+    input_size: int | None = None,
+    normalize: str | None = None,
+    cam_layer: str | None = None,
+    other_activations: str = "refuse",
+) -> ModelSpec:
+    """`--model` and what describes it, checked before any framework loads."""
+    spec = ModelSpec(model, input_size, normalize, cam_layer, other_activations)
+    if (input_size or normalize) and spec.kind not in ("factory", "keras-file"):
+        raise GbpError(
+            "--input-size and --normalize describe your own model (package.module:factory or "
+            f"a .keras file); {model} brings its own preprocessing"
+        )
+    return spec
 
 
-def load_model(
-    backend: str, spec: WeightsSpec, device: str, precision: str = "fp32", mode: str = "auto"
-) -> Backend:
-    """Open a backend and say what the user must hear about it."""
-    model = open_backend(backend, spec, device, precision, mode if backend == "tf" else "auto")
-    announce(model)
-    return model
+def check_colormap(name: str) -> str:
+    """A matplotlib colormap name; matplotlib is imported only for a name that is not the
+    default."""
+    if name == Rendering.cmap:
+        return name
+    import matplotlib
+
+    if name not in matplotlib.colormaps:
+        known = sorted(matplotlib.colormaps)
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        some = ", ".join(c for c in known if not c.endswith("_r"))[:300]
+        raise GbpError(f"--cmap {name!r} is not a matplotlib colormap; {hint}known: {some}, …")
+    return name
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` with 1 ≤ I ≤ N: this job's share of the inputs, counted from 1 like GNU split's
+    `-n K/N` and SLURM's `--array=1-N`."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise GbpError(f"--shard {text!r}: expected I/N, e.g. 1/4 (I counts from 1)") from None
+    if not 1 <= index <= count:
+        raise GbpError(f"--shard {text!r}: I must be in 1..N (shares count from 1)")
+    return index, count

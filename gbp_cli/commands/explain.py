@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 import sys
@@ -18,10 +17,18 @@ if TYPE_CHECKING:
     from gbp_cli.outputs import Planner
 
 from gbp_cli.backends import ModelInfo, WeightsSpec
-from gbp_cli.commands.common import load_model, unique, weights_spec
+from gbp_cli.backends.base import ModelSpec
+from gbp_cli.commands.common import (
+    check_colormap,
+    model_spec,
+    parse_shard,
+    unique,
+    weights_spec,
+)
 from gbp_cli.errors import GbpError, RunStopped
 from gbp_cli.inputs import STDIN, STDOUT, Source, discover, in_shard, walk
 from gbp_cli.labels import imagenet_classes, load_labels, resolve_target
+from gbp_cli.loading import load_model
 from gbp_cli.naming import Outputs
 from gbp_cli.settings import Rendering, Smoothing
 
@@ -33,6 +40,7 @@ class Request:
     inputs: tuple[str, ...]
     outputs: Outputs
     backend: str
+    model: ModelSpec
     spec: WeightsSpec
     labels: Path | None
     target: str | None
@@ -46,6 +54,12 @@ class Request:
     as_json: bool
     shard: tuple[int, int] | None
     quiet: bool
+    report: bool = False
+    engine: str = "local"  # or "ray": gbp_cli.ray_engine
+    ray_address: str | None = None
+    workers: int | None = None
+    gpus_per_worker: float = 0
+    cpus_per_worker: float = 1
 
     @property
     def to_stdout(self) -> bool:
@@ -72,6 +86,11 @@ def explain_command(
     weights: str = "imagenet",
     shard: str | None = None,
     dry_run: bool = False,
+    model: str = "densenet201",
+    input_size: int | None = None,
+    normalize: str | None = None,
+    cam_layer: str | None = None,
+    other_activations: str = "refuse",
     **options,
 ) -> int:
     """Run `gbp explain`; returns how many inputs failed."""
@@ -86,19 +105,23 @@ def explain_command(
     request = Request(
         inputs=inputs,
         outputs=outputs,
+        model=model_spec(model, input_size, normalize, cam_layer, other_activations),
         spec=weights_spec(weights),
         shard=parse_shard(shard) if shard else None,
         **options,
     )
     validate(request)
+    if dry_run and request.report:
+        raise GbpError("--dry-run writes nothing, so it cannot --report: give one of them")
     target = early_target(request)
     if dry_run:
         from gbp_cli.preview import preview, show
 
         sources, failures = plan(request, lambda s, e: show(s, "failed", e, [], request.as_json))
         return failures + preview(sources, planner_for(request, target), request.as_json)
-    sources, failures = plan(request, functools.partial(early_failure, request))
-    return failures + execute(request, sources)
+    records: list[dict] = []  # --report: every input's JSON record, for OUT/index.html
+    sources, failures = plan(request, functools.partial(early_failure, request, records.append))
+    return execute(request, sources, records, failures)
 
 
 def validate(request: Request) -> None:
@@ -115,6 +138,8 @@ def validate(request: Request) -> None:
             )
         if sys.stdout.isatty():
             raise GbpError("-o - would write PNG bytes to the terminal: redirect stdout")
+        if request.report:
+            raise GbpError("--report writes a page into an output folder: not with -o -")
     elif out.exists() and not out.is_dir():
         raise GbpError(f"-o {out}: exists and is not a folder")
 
@@ -163,13 +188,16 @@ def plan(request: Request, failed: Callable[[Source, str], None]) -> tuple[Itera
     return listed, failures
 
 
-def early_failure(request: Request, source: Source, error: str) -> None:
+def early_failure(
+    request: Request, sink: Callable[[dict], None] | None, source: Source, error: str
+) -> None:
     """An input that fails before any model is loaded: one line, and its JSON record."""
     from gbp_cli.pipeline import Result
     from gbp_cli.report import Reporter
 
-    info = ModelInfo(request.backend, "densenet201", 0, request.spec, request.device)
-    Reporter(info, request.outputs.methods, request.as_json)(Result(source, error=error))
+    info = ModelInfo(request.backend, request.model.name, 0, request.spec, request.device)
+    sink = sink if request.report else None
+    Reporter(info, request.outputs.methods, request.as_json, sink=sink)(Result(source, error=error))
 
 
 def planner_for(
@@ -200,10 +228,24 @@ def model_settings(request: Request) -> dict[str, str]:
         from gbp_cli.records import sha256_file
 
         weights = f"{spec.path.name} sha256:{sha256_file(spec.path)[:16]}"
-    return {"backend": request.backend, "weights": weights, "precision": request.precision}
+    model = request.model
+    settings = {"backend": request.backend, "model": model.name, "weights": weights}
+    settings["precision"] = request.precision
+    if model.input_size or model.normalize:
+        settings["input"] = f"{model.input_size or 224} {model.normalize or 'imagenet'}"
+    if model.other_activations != "refuse":
+        settings["other activations"] = model.other_activations
+    if model.cam_layer:
+        settings["cam layer"] = model.cam_layer
+    return settings
 
 
-def execute(request: Request, sources: Iterable[Source]) -> int:
+def execute(
+    request: Request,
+    sources: Iterable[Source],
+    records: list[dict] | None = None,
+    failed_early: int = 0,
+) -> int:
     """Load the model once and explain every input."""
     from gbp_cli.pipeline import Job, run
     from gbp_cli.progress import Progress
@@ -211,10 +253,22 @@ def execute(request: Request, sources: Iterable[Source]) -> int:
     from gbp_cli.store import Store
 
     if isinstance(sources, list) and not sources:
-        return 0
-    model = load_model(
-        request.backend, request.spec, request.device, request.precision, request.tf_mode
-    )
+        return failed_early
+    if request.engine == "ray":  # the model loads on the Ray workers, never in this process
+        from gbp_cli import ray_engine
+
+        model = ray_engine.remote_model(request)
+        run = ray_engine.run
+    else:
+        model = load_model(
+            request.backend,
+            request.spec,
+            request.device,
+            request.precision,
+            request.tf_mode,
+            request.model,
+            request.outputs.methods,
+        )
     names = load_labels(request.labels, model.info.num_classes)
     if request.top_k > len(names):
         raise GbpError(f"--top-k {request.top_k} is more than the model's {len(names)} classes")
@@ -242,6 +296,7 @@ def execute(request: Request, sources: Iterable[Source]) -> int:
         data_to_stdout=not request.to_stdout,
         progress=progress,
         share=1.0 / (1 + (smoothing.samples if smoothing else 0)),
+        sink=records.append if request.report and records is not None else None,
     )
     store = Store(request.overwrite, reporter.log)
     started = time.perf_counter()
@@ -249,40 +304,19 @@ def execute(request: Request, sources: Iterable[Source]) -> int:
         summary = run(sources, model, job, reporter, store, progress.advance if progress else None)
     except RunStopped as e:
         click.echo(f"gbp: {e}; stopping", err=True)
-        return 1
+        return 1 + failed_early
     finally:
         if progress is not None:
             progress.close()
+    summary.inputs += failed_early  # missing inputs, said before the model loaded
+    summary.failed += failed_early
+    if request.report and records is not None and not request.to_stdout:
+        from gbp_cli import gallery
+
+        header = gallery.header(model.info, request.outputs, time.perf_counter() - started)
+        gallery.update(request.outputs.out_dir, records, header)
     if not request.quiet:
         mode = getattr(model, "mode", "")
         device = f"{model.info.backend}{' ' + mode if mode else ''} on {model.info.device}"
         click.echo(summary_line(summary, time.perf_counter() - started, device), err=True)
     return summary.failed
-
-
-def check_colormap(name: str) -> str:
-    """A matplotlib colormap name; matplotlib is imported only for a name that is not the
-    default."""
-    if name == Rendering.cmap:
-        return name
-    import matplotlib
-
-    if name not in matplotlib.colormaps:
-        known = sorted(matplotlib.colormaps)
-        close = difflib.get_close_matches(name, known, n=3)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        some = ", ".join(c for c in known if not c.endswith("_r"))[:300]
-        raise GbpError(f"--cmap {name!r} is not a matplotlib colormap; {hint}known: {some}, …")
-    return name
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """`I/N` with 1 ≤ I ≤ N: this job's share of the inputs, counted from 1 like GNU split's
-    `-n K/N` and SLURM's `--array=1-N`."""
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise GbpError(f"--shard {text!r}: expected I/N, e.g. 1/4 (I counts from 1)") from None
-    if not 1 <= index <= count:
-        raise GbpError(f"--shard {text!r}: I must be in 1..N (shares count from 1)")
-    return index, count

@@ -11,13 +11,15 @@ import numpy as np
 
 from gbp_cli.atomic import write_atomic
 from gbp_cli.backends import Backend, WeightsSpec, open_backend
+from gbp_cli.backends.base import ModelSpec
 from gbp_cli.backends.checkpoints import checkpoint_bytes
 from gbp_cli.backends.rules import LOGITS_TOLERANCE, METHODS
 from gbp_cli.batching import batched
-from gbp_cli.commands.common import announce, unique, weights_spec
+from gbp_cli.commands.common import model_spec, unique, weights_spec
 from gbp_cli.errors import InputError
 from gbp_cli.inputs import discover
-from gbp_cli.methods import explain_maps
+from gbp_cli.loading import announce
+from gbp_cli.methods import check_methods, explain_maps
 from gbp_cli.preprocess import prepare
 from gbp_cli.settings import Smoothing
 
@@ -73,21 +75,24 @@ def row_line(row: Agreement) -> str:
     )
 
 
-def parity_weights(spec: WeightsSpec, folder: Path, device: str) -> tuple[Backend, WeightsSpec]:
-    """The torch backend, and weights for TF that are exactly the torch model's."""
+def parity_weights(
+    spec: WeightsSpec, folder: Path, device: str, model: ModelSpec
+) -> tuple[Backend, Backend]:
+    """Both backends, TensorFlow's with exactly the torch model's weights (written to a
+    torchvision file it converts), whatever `--weights` named."""
     from gbp_cli.backends.convert import kind, read_keras
 
     if spec.kind == "file" and spec.path is not None and kind(spec.path) == "keras":
         state, _ = read_keras(spec.path)
         shared = folder / "weights.pth"
         write_atomic(shared, checkpoint_bytes(state))
-        return open_backend("torch", WeightsSpec("file", shared), device), spec
-    torch_backend = open_backend("torch", spec, device)
-    if spec.kind != "imagenet":
-        return torch_backend, spec  # seeded random weights and .pth files load identically
-    shared = folder / "imagenet.pth"
-    write_atomic(shared, checkpoint_bytes(torch_backend.state()))  # type: ignore[attr-defined]
-    return torch_backend, WeightsSpec("file", shared)
+        torch_backend = open_backend("torch", WeightsSpec("file", shared), device, model=model)
+        return torch_backend, open_backend("tf", spec, device, model=model)
+    torch_backend = open_backend("torch", spec, device, model=model)
+    if spec.kind != "file":  # ImageNet's or seeded weights: hand TF the very same numbers
+        spec = WeightsSpec("file", folder / "weights.pth")
+        write_atomic(spec.path, checkpoint_bytes(torch_backend.state()))  # type: ignore[arg-type]
+    return torch_backend, open_backend("tf", spec, device, model=model)
 
 
 def parity_command(
@@ -99,16 +104,23 @@ def parity_command(
     device: str,
     batch_size: int,
     smooth: int | None = None,
-    noise: float = 0.15,
+    noise: float = Smoothing.noise,
+    model: str = "densenet201",
+    input_size: int | None = None,
+    normalize: str | None = None,
+    cam_layer: str | None = None,
+    other_activations: str = "refuse",
 ) -> int:
     """Run `gbp parity`; returns the number of failures (inputs and figures over tolerance)."""
     spec = weights_spec(weights)
+    network = model_spec(model, input_size, normalize, cam_layer, other_activations)
     methods = unique(methods, "guided")
     smoothing = None if smooth is None else Smoothing(samples=smooth, noise=noise)
     failures = 0
     with tempfile.TemporaryDirectory(prefix="gbp-parity-") as folder:
-        torch_backend, tf_spec = parity_weights(spec, Path(folder), device)
-        tf_backend = open_backend("tf", tf_spec, device)
+        torch_backend, tf_backend = parity_weights(spec, Path(folder), device, network)
+        for backend in (torch_backend, tf_backend):
+            check_methods(backend.info, methods, network)
         announce(torch_backend)
         sources = list(discover(inputs))
         tf_backend.plan(len(sources), batch_size)
@@ -116,7 +128,8 @@ def parity_command(
             names, arrays = [], []
             for source in batch:
                 try:
-                    arrays.append(prepare(source.path, resize).array)
+                    pre = torch_backend.info.preprocessing  # TF gets the same input
+                    arrays.append(prepare(source.path, resize, pre=pre).array)
                     names.append(source.name)
                 except InputError as e:
                     click.echo(f"gbp: {source.name}: {e}", err=True)

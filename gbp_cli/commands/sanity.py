@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -11,9 +12,10 @@ import numpy as np
 
 from gbp_cli.backends.rules import GRADIENT_METHODS
 from gbp_cli.batching import batched
-from gbp_cli.commands.common import load_model, unique, weights_spec
+from gbp_cli.commands.common import model_spec, unique, weights_spec
 from gbp_cli.errors import InputError
 from gbp_cli.inputs import discover
+from gbp_cli.loading import load_model
 from gbp_cli.preprocess import prepare
 from gbp_cli.records import Provenance
 from gbp_cli.similarity import metric_libraries
@@ -40,40 +42,51 @@ def sanity_command(
     batch_size: int,
     overwrite: bool,
     quiet: bool = False,
+    model: str = "densenet201",
+    input_size: int | None = None,
+    normalize: str | None = None,
+    cam_layer: str | None = None,
+    other_activations: str = "refuse",
+    report: bool = False,
 ) -> int:
     """Run `gbp sanity`; returns the number of inputs that failed."""
     metric_libraries()  # fail before loading a framework if scipy or scikit-image is missing
+    from gbp_cli import gallery
     from gbp_cli.encode import png_bytes
     from gbp_cli.progress import Progress
-    from gbp_cli.randomization import CLASS_CHECK, NEARLY_THE_SAME, STAGES, cascade
+    from gbp_cli.randomization import CLASS_CHECK, NEARLY_THE_SAME, cascade, stages_of
     from gbp_cli.sanity_plots import map_grid, similarity_plot
     from gbp_cli.store import Store
 
     spec = weights_spec(weights)
     methods = unique(methods, GRADIENT_METHODS)
-    model = load_model(backend, spec, device)
-    info = model.info
+    network = model_spec(model, input_size, normalize, cam_layer, other_activations)
+    loaded = load_model(backend, spec, device, model=network, methods=methods)
+    info = loaded.info
     title = f"{info.backend}, {info.model}, weights {info.weights.describe()}"
-    settings = {"backend": info.backend, "model": info.model, "weights": spec.describe()}
+    settings = {"backend": info.backend, "model": network.name, "weights": spec.describe()}
     settings |= {"methods": ",".join(methods), "resize": resize}
     store = Store(overwrite, lambda message: click.echo(f"gbp: {message}", err=True))
     failures = 0
+    entries: list[dict] = []  # each input's plots and numbers, or its error (--report)
+    started = time.perf_counter()
     for batch in batched(discover(inputs, skip=Path(out)), batch_size):
         ready = []
         for source in batch:
             try:
-                ready.append((source, prepare(source.path, resize)))
+                ready.append((source, prepare(source.path, resize, pre=info.preprocessing)))
             except InputError as e:
                 click.echo(f"gbp: {source.name}: {e}", err=True)
                 failures += 1
+                entries.append({"input": source.name, "error": str(e)})
         if not ready:
             continue
         names = [source.name for source, _ in ready]
         show = not quiet and sys.stderr.isatty()
-        progress = Progress(len(STAGES), unit="stage") if show else None
+        progress = Progress(len(stages_of(loaded)), unit="stage") if show else None
         try:
             records, maps = cascade(
-                model,
+                loaded,
                 names,
                 np.stack([prepared.array for _, prepared in ready]),
                 methods,
@@ -98,6 +111,9 @@ def sanity_command(
             except InputError as e:
                 click.echo(f"gbp: {source.name}: {e}", err=True)
                 failures += 1
+                entries.append({"input": source.name, "error": str(e)})
+            else:
+                entries.append(gallery.sanity_entry(source.name, stem, mine))
             for record in mine:
                 if as_json:
                     extra = {"backend": info.backend, "model": info.model}
@@ -113,4 +129,7 @@ def sanity_command(
                         f"{similar:.2f}): it shows the image, not the class",
                         err=True,
                     )
+    if report:
+        header = gallery.sanity_header(info, methods, time.perf_counter() - started)
+        gallery.update(Path(out), entries, header)
     return failures

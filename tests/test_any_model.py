@@ -1,0 +1,178 @@
+"""--model through the command line: torchvision's zoo, a user's factory, every activation
+accounted for, Grad-CAM anywhere, sanity on any model, and `gbp models`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import gbp, make_photo, one_line
+
+pytestmark = pytest.mark.torch
+
+FACTORY = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, spatial=True):
+        super().__init__()
+        self.spatial = spatial
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.ReLU6(), nn.Conv2d(4, 6, 3))
+        self.head = nn.Linear(6 if spatial else 3 * 32 * 32, 5)
+
+    def forward(self, x):
+        if not self.spatial:
+            return self.head(torch.relu(x.flatten(1)))
+        return self.head(torch.relu(self.body(x)).mean((2, 3)))
+
+
+def build():
+    torch.manual_seed(0)
+    return Net()
+
+
+def flat():
+    return Net(spatial=False)
+
+
+def broken():
+    raise ValueError("no such checkpoint")
+
+
+def not_a_model():
+    return {"weights": 1}
+"""
+
+
+@pytest.fixture
+def factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    (tmp_path / "mynets.py").write_text(FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "mynets"
+
+
+def explain(photo: Path, out: Path, *args: str):
+    return gbp("explain", photo, "-o", out, "--weights", "random", "--json", *args)
+
+
+def test_a_torchvision_model_by_name_with_its_own_preprocessing(tmp_path: Path) -> None:
+    photo = make_photo(tmp_path / "p.png", size=(64, 48))
+    result = explain(photo, tmp_path / "o", "--model", "resnet18", "--method", "guided")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["model"] == "resnet18" and record["activations"] == {"guided": {"ReLU": 17}}
+    picture = Image.open(record["files"][0])
+    assert picture.text["gbp:model"] == "resnet18" and picture.size == (64, 48)
+    assert picture.text["gbp:activations"] == "17 ReLU"
+
+
+def test_other_activations_are_refused_before_any_work_or_kept_ordinary(tmp_path: Path) -> None:
+    photo = make_photo(tmp_path / "p.png")
+    out = tmp_path / "o"
+    refused = gbp("explain", photo, "-o", out, "--weights", "random", "--model", "efficientnet_b0")
+    assert refused.exit_code == 2 and not out.exists()
+    line = one_line(refused.stderr)
+    assert "guided is not defined for efficientnet_b0's 49 SiLU, 16 Sigmoid" in line
+    assert "--other-activations gradient" in line
+    vanilla = explain(photo, out, "--model", "efficientnet_b0", "--method", "vanilla")
+    assert vanilla.exit_code == 0, vanilla.output
+    kept = explain(
+        photo, tmp_path / "k", "--model", "efficientnet_b0", "--other-activations", "gradient",
+        "--format", "panel", "--method", "guided",
+    )  # fmt: skip
+    assert kept.exit_code == 0, kept.output
+    record = json.loads(kept.stdout)
+    assert record["ordinary"] == {"SiLU": 49, "Sigmoid": 16}
+    panel = Image.open(record["files"][0])
+    assert panel.text["gbp:ordinary-gradient"] == "49 SiLU, 16 Sigmoid"
+    text = gbp(
+        "explain", photo, "-o", tmp_path / "t", "--weights", "random", "--model",
+        "efficientnet_b0", "--other-activations", "gradient",
+    )  # fmt: skip
+    assert "49 SiLU, 16 Sigmoid left with their ordinary gradient" in text.stdout
+
+
+def test_your_own_model_from_a_factory(factory: str, tmp_path: Path) -> None:
+    photo = make_photo(tmp_path / "p.png")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\nd\ne\n")
+    args = ["--model", f"{factory}:build", "--input-size", "128", "--normalize", "tf"]
+    result = explain(photo, tmp_path / "o", *args, "--labels", labels, "--method", "gradcam")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["target"]["label"] in "abcde"
+    assert Image.open(record["files"][0]).text["gbp:preprocess"] == "squash to 128x128, tf"
+    guided = explain(photo, tmp_path / "g", *args, "--labels", labels)
+    assert json.loads(guided.stdout)["activations"]["guided"] == {"ReLU6": 1, "ReLU": 1}
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("nosuchmodule:build", "cannot import nosuchmodule"),
+        ("{f}:missing", "has no attribute 'missing'"),
+        ("{f}:broken", "raised ValueError: no such checkpoint"),
+        ("{f}:not_a_model", "not a torch.nn.Module"),
+    ],
+)
+def test_a_factory_that_fails_is_one_line(
+    name: str, message: str, factory: str, tmp_path: Path
+) -> None:
+    photo = make_photo(tmp_path / "p.png")
+    result = gbp("explain", photo, "--weights", "random", "--model", name.format(f=factory))
+    assert result.exit_code == 2 and message in one_line(result.stderr)
+
+
+def test_gradcam_needs_a_spatial_map_and_takes_a_named_layer(factory: str, tmp_path: Path) -> None:
+    photo = make_photo(tmp_path / "p.png")
+    flat = gbp(
+        "explain", photo, "--weights", "random", "--model", f"{factory}:flat",
+        "--input-size", "32", "--method", "gradcam",
+    )  # fmt: skip
+    assert flat.exit_code == 2 and "need a spatial feature map" in flat.stderr
+    vanilla = explain(
+        photo, tmp_path / "v", "--model", f"{factory}:flat", "--input-size", "32",
+        "--method", "vanilla",
+    )  # fmt: skip
+    assert vanilla.exit_code == 0, vanilla.output
+    named = explain(
+        photo, tmp_path / "c", "--model", f"{factory}:build", "--cam-layer", "body.0",
+        "--method", "gradcam",
+    )  # fmt: skip
+    assert named.exit_code == 0, named.output
+    wrong = gbp(
+        "explain", photo, "--weights", "random", "--model", f"{factory}:build",
+        "--cam-layer", "bdy.0", "--method", "gradcam",
+    )  # fmt: skip
+    assert wrong.exit_code == 2 and "body.0" in one_line(wrong.stderr)
+
+
+@pytest.mark.sanity
+def test_sanity_randomizes_any_model_by_its_own_stages(tmp_path: Path) -> None:
+    photo = make_photo(tmp_path / "p.png", size=(64, 64))
+    result = gbp(
+        "sanity", photo, "--model", "resnet18", "--weights", "random", "--method", "vanilla",
+        "--json", "-o", tmp_path / "s",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stages = [json.loads(line)["stage"] for line in result.stdout.splitlines()]
+    assert stages[:5] == ["fc", "layer4", "layer3", "layer2", "layer1"]
+    assert stages[-1] == "least-likely class"
+
+
+def test_gbp_models_lists_and_describes(tmp_path: Path) -> None:
+    result = gbp("models", "resnet18", "mobilenet_v2", "vit_b_16", "--backend", "torch", "--json")
+    assert result.exit_code == 0, result.output
+    records = {r["name"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert records["resnet18"]["overridden"] == {"ReLU": 17}
+    assert records["resnet18"]["cam_layer"] == "layer4"
+    assert records["mobilenet_v2"]["overridden"] == {"ReLU6": 35}
+    assert records["vit_b_16"]["other_activations"] == {"GELU": 12}
+    assert records["vit_b_16"]["cam_layer"] is None
+    table = gbp("models", "resnet18", "--backend", "torch")
+    assert table.stdout.splitlines()[1].split("\t")[:4] == ["resnet18", "torch", "224px", "17 ReLU"]

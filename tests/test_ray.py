@@ -1,0 +1,256 @@
+"""`gbp explain --engine ray` and gbp_cli.ray_api on a local Ray (two CPUs, one per session):
+the same files as the local engine, bad inputs as records, resume, a killed actor, Ctrl-C, and
+the README's Ray Data example.
+
+The stand-in backend reaches the Ray workers by name: the engine hands them the driver's
+backend registry entry (which the `fake` fixture sets), and the session's Ray puts the repo root
+on their PYTHONPATH. This module is also a backend: `load` below wraps the stand-in with one
+crash (os._exit) on a chosen batch, for the killed-actor test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gbp_cli.backends.base import Backend, Explanation, WeightsSpec
+from tests.conftest import ROOT, gbp, make_photo, without
+
+ray = pytest.importorskip("ray", reason="needs Ray Data: pip install 'gbp-saliency[ray]'")
+CRASH_DIR = "GBP_TEST_CRASH_DIR"  # test-only: where `load` below reads its crash plan
+RAY = ("--engine", "ray")
+
+
+@pytest.fixture(scope="session")
+def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One local Ray for the session, two CPUs; returns the crash plan's folder."""
+    crash = tmp_path_factory.mktemp("crash")
+    env = {"PYTHONPATH": str(ROOT), CRASH_DIR: str(crash), "OMP_NUM_THREADS": "1"}
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env}
+    )
+    yield crash
+    ray.shutdown()
+
+
+pytestmark = pytest.mark.usefixtures("fake", "ray_session")
+
+
+def load(
+    weights: WeightsSpec,
+    device: str,
+    precision: str = "fp32",
+    mode: str = "auto",
+    model: object = None,
+) -> Backend:
+    """The stand-in backend, dying once (the whole worker process) on the batch that the crash
+    plan names: <crash dir>/at holds N, <crash dir>/crashed records that it happened."""
+    from tests import fake_backend
+
+    backend = fake_backend.load(weights, device, precision, mode)
+    folder = Path(os.environ.get(CRASH_DIR, "/nonexistent"))
+    explain = backend.explain
+
+    def crashing(*args: Any, **kwargs: Any) -> Explanation:
+        planned = (folder / "at").exists() and not (folder / "crashed").exists()
+        if planned and backend.calls + 1 == int((folder / "at").read_text()):
+            (folder / "crashed").write_text(str(os.getpid()))
+            os._exit(1)
+        return explain(*args, **kwargs)
+
+    backend.explain = crashing
+    return backend
+
+
+def photos(folder: Path, count: int) -> Path:
+    for i in range(count):
+        make_photo(folder / f"p{i:02d}.png", size=(64 + 8 * i, 48), seed=i)
+    return folder
+
+
+def files(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+def lines(stdout: str, out: Path) -> list[str]:
+    return stdout.replace(str(out), "OUT").splitlines()
+
+
+def test_the_same_files_lines_and_exit_code_as_the_local_engine(tmp_path: Path) -> None:
+    folder = photos(tmp_path / "in", 7)
+    (folder / "p03.png").write_bytes(b"not an image")  # a bad input is a record, not a failed job
+    args = ["explain", folder, "--batch-size", "3", "--method", "guided", "--method", "gradcam"]
+    args += ["--format", "npy", "--format", "color", "--format", "overlay", "-q"]
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    a = gbp(*args, "-o", local)
+    b = gbp(*args, "-o", remote, *RAY)
+    assert (a.exit_code, b.exit_code) == (1, 1), b.output
+    assert lines(b.stdout, remote) == lines(a.stdout, local)
+    assert "p03.png: not an image PIL can read" in b.stderr
+    ours, theirs = files(local), files(remote)
+    assert sorted(ours) == sorted(theirs) and len(ours) == 6 * 2 * 4  # png, png, npy, npy.json
+    assert [name for name in ours if ours[name] != theirs[name]] == []  # every byte
+
+    records = gbp(*args, "-o", remote, *RAY, "--json")  # resume: all kept, nothing rewritten
+    assert records.exit_code == 1
+    parsed = [json.loads(line) for line in records.stdout.splitlines()]
+    assert [bool(r.get("error")) for r in parsed] == [False] * 3 + [True] + [False] * 3
+    assert all(r["files"] == [] and len(r["kept"]) == 6 for r in parsed if "error" not in r)
+    assert files(remote) == theirs
+
+
+def test_a_rerun_on_a_shared_folder_skips_what_exists(tmp_path: Path) -> None:
+    folder = photos(tmp_path / "in", 4)
+    out = tmp_path / "out"
+    first = gbp("explain", folder, "-o", out, "--batch-size", "2", "-q")
+    assert first.exit_code == 0
+    (out / "p01.guided.color.png").unlink()
+    again = gbp("explain", folder, "-o", out, *RAY, "--ray-address", "auto", "--batch-size", "2")
+    assert again.exit_code == 0, again.output
+    assert [line.split("\t")[1] for line in again.stdout.splitlines()].count("kept") == 3
+    assert "(1 explained, 0 failed, 3 kept)" in again.stderr
+    assert "on Ray (1 worker)" in again.stderr
+    assert not list(out.glob(".gbp-ray-check-*"))  # the shared-folder markers are gone
+
+
+def test_an_actor_that_dies_is_restarted_and_every_input_explained_once(
+    tmp_path: Path, ray_session: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gbp_cli import backends
+
+    monkeypatch.setitem(backends.BACKENDS, "torch", (("tests.test_ray",), (), "torch"))
+    (ray_session / "at").write_text("2")
+    try:
+        folder = photos(tmp_path / "in", 6)
+        result = gbp("explain", folder, "-o", tmp_path / "out", "--batch-size", "2", "-q", *RAY)
+    finally:
+        (ray_session / "at").unlink()
+    assert (ray_session / "crashed").exists(), "the actor was not killed"
+    assert result.exit_code == 0, result.output
+    names = [Path(line.split("\t")[0]).name for line in result.stdout.splitlines()]
+    assert names == [f"p{i:02d}.png" for i in range(6)]
+    assert len(list((tmp_path / "out").glob("*.png"))) == 6
+
+
+def test_ctrl_c_cancels_the_job_exits_130_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    folder = photos(tmp_path / "in", 12)
+    out = tmp_path / "out"
+    address = ray.get_runtime_context().gcs_address  # this session's Ray, as a cluster
+    args = ["explain", folder, "-o", out, "--batch-size", "2", "--format", "npy", *RAY]
+    args += ["--ray-address", address]
+    env = {**os.environ, "GBP_FAKE_SECONDS": "0.4"}  # GBP_* reach the workers
+    process = subprocess.Popen(
+        [sys.executable, "-c", without(fake=True), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+        start_new_session=True,  # a terminal's Ctrl-C reaches the whole process group
+    )
+    assert process.stdout is not None
+    process.stdout.readline()  # the first result: the job is under way
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.rstrip().endswith("gbp: interrupted")
+    time.sleep(1)  # the cluster ends the job's workers once the driver is gone
+    left = sorted(p.name for p in out.rglob("*"))
+    assert not [name for name in left if name.endswith(".part")]
+    assert len(left) < 2 * 12  # it stopped before the end
+    for array in out.glob("*.npy"):  # what was published is whole, with its record
+        assert np.load(array).shape == (224, 224, 3)
+        assert json.loads(array.with_name(array.name + ".json").read_text())["sha256"]
+
+
+def test_options_that_cannot_work_are_refused_in_one_line(tmp_path: Path) -> None:
+    photo = make_photo(tmp_path / "a.png")
+    piped = gbp("explain", photo, "-o", "-", *RAY)
+    assert piped.exit_code == 2 and piped.stderr.startswith("gbp: ")
+    many = gbp("explain", photo, "-o", tmp_path / "out", "--workers", "3", *RAY)
+    assert many.exit_code == 2
+    assert many.stderr.strip() == (
+        "gbp: --workers 3 × --cpus-per-worker 1 leaves no CPU of the Ray cluster's 2 for "
+        "decoding and writing"
+    )
+    gpus = gbp("explain", photo, "-o", tmp_path / "out", "--gpus-per-worker", "1", *RAY)
+    assert gpus.exit_code == 2 and "the Ray cluster has 0" in gpus.stderr
+
+
+def write_elsewhere(folder: str, name: str, token: str) -> str:
+    """A worker whose -o is another disk: its marker lands where the driver cannot see it."""
+    Path(folder, "..", "elsewhere").mkdir(exist_ok=True)
+    Path(folder, "..", "elsewhere", name).write_text(token)
+    return "node-b: its own disk"
+
+
+def test_a_cluster_run_refuses_an_output_folder_the_workers_do_not_share(tmp_path: Path) -> None:
+    from gbp_cli.ray_cluster import shared_folder_problem
+
+    assert shared_folder_problem(ray, tmp_path / "out") is None
+    assert not list((tmp_path / "out").iterdir())
+    problem = shared_folder_problem(ray, tmp_path / "out", write_elsewhere)
+    assert problem is not None and "\n" not in problem
+    assert problem.startswith(f"-o {tmp_path / 'out'} is not a folder every Ray worker shares")
+
+
+def test_the_actor_pool_is_spelled_as_each_ray_version_wants() -> None:
+    from types import SimpleNamespace
+
+    from gbp_cli.ray_cluster import actor_pool, version
+
+    assert version("2.9.3") == (2, 9) and version("2.60.0rc1") == (2, 60)
+    old = SimpleNamespace(__version__="2.20.0", data=ray.data)
+    assert actor_pool(old, 3) == {"concurrency": 3}
+    (compute,) = actor_pool(ray, 3).values()
+    assert isinstance(compute, ray.data.ActorPoolStrategy)
+
+
+def readme_example() -> str:
+    """The README's Ray Data example, as it stands there."""
+    text = (ROOT / "README.md").read_text("utf-8")
+    section = text.split("## On a Ray cluster", 1)[1].split("\n## ", 1)[0]
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", section, re.S) if "read_images" in b]
+    return code
+
+
+@pytest.mark.torch
+def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(3):
+        make_photo(tmp_path / "photos" / f"p{i}.png", size=(120, 90), seed=i)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(readme_example(), scope)
+    rows = scope["rows"]
+    assert len(rows) == 3 and all(r["error"] == "" for r in rows)
+    assert all(r["guided"].shape == (224, 224, 3) for r in rows)
+    assert all(r["gradcam"].shape == (224, 224) for r in rows)
+    assert all(0 <= r["class"] < 1000 and 0 < r["probability"] <= 1 for r in rows)
+
+
+def test_the_python_api_writes_what_gbp_explain_writes(tmp_path: Path) -> None:
+    from gbp_cli.ray_api import Saliency
+
+    folder = photos(tmp_path / "in", 3)
+    paths = sorted(str(p) for p in folder.iterdir())
+    cli = gbp("explain", *paths, "-o", tmp_path / "cli", "--format", "npy", "--weights", "random")
+    assert cli.exit_code == 0
+    saliency = Saliency("guided", weights="random", out=tmp_path / "api", formats=["npy"])
+    batch = {"path": np.array([*paths, str(folder / "missing.png")], dtype=object)}
+    start = time.perf_counter()
+    rows = saliency(batch)
+    assert time.perf_counter() - start < 10
+    assert list(rows["error"][:3]) == ["", "", ""] and rows["error"][3] == "no such file"
+    assert rows["class"][3] == -1 and not rows["guided"][3].any()
+    assert files(tmp_path / "api") == files(tmp_path / "cli")
+    again = saliency(batch)  # identical files already there are kept
+    assert again["files"][0] == rows["files"][0] and again["error"][0] == ""
