@@ -61,6 +61,8 @@ def explain_module(
     finally:
         if hook is not None:
             hook.remove()
+    if len(captured) > 1:  # never silently the wrong call's features
+        raise BackendError("the Grad-CAM layer ran more than once in a pass: name another")
     ruled = [m for m in methods if RULES[m] != ORDINARY]
     if override.others and ruled and other_activations != "gradient":
         raise BackendError(refusal(ruled, override.others))

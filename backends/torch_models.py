@@ -269,9 +269,10 @@ def chosen_cam_layer(
         return _checked_cam_layer(shapes, wanted, name)
     if isinstance(model, models.DenseNet) and hasattr(model.features, "denseblock4"):
         return "features.denseblock4"
+    calls = Counter(path for path, _, _ in shapes)
     last = None
-    for i, (path, shape, module) in enumerate(shapes):
-        if path and _spatial(shape) and not isinstance(module, POOLING):
+    for i, (path, shape, module) in enumerate(shapes):  # a module run twice (a shared ReLU6)
+        if path and _spatial(shape) and not isinstance(module, POOLING) and calls[path] == 1:
             last = i
     if last is None:
         return None
@@ -287,6 +288,11 @@ def _checked_cam_layer(shapes: list[tuple[str, Any, nn.Module]], wanted: str, na
         close = difflib.get_close_matches(wanted, list(seen), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise BackendError(f"--cam-layer {wanted}: {name} runs no module of that name{hint}")
+    if sum(path == wanted for path, _, _ in shapes) > 1:
+        raise BackendError(
+            f"--cam-layer {wanted}: {name} runs that module more than once in a pass (a "
+            "shared activation?): name one that runs once"
+        )
     if not _spatial(seen[wanted]):
         raise BackendError(
             f"--cam-layer {wanted}: its output is {_shown(seen[wanted])}, "

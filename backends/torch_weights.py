@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torchvision import models
 
+from . import lite0_torch
 from .base import IMAGENET_MEAN, IMAGENET_STD, BackendError, ModelSpec, Preprocessing, WeightsSpec
 from .checkpoints import read_checkpoint
 from .densenet import BLOCKS, DEFAULT, architecture_of, random_weights
@@ -53,6 +54,14 @@ def build(spec: ModelSpec, weights: WeightsSpec) -> Built:
         raise BackendError(f"--model {spec.name} is a Keras model: use --backend tf")
     if spec.kind == "factory":
         return factory_model(spec, weights)
+    if spec.name == lite0_torch.NAME:
+        return Built(
+            lite0_torch.build(weights),
+            lite0_torch.NAME,
+            lite0_torch.PREPROCESSING,
+            lambda **kwargs: lite0_torch.build(WeightsSpec("random"), **kwargs),
+            twin=lite0_torch.NAME,
+        )
     return zoo_model(spec, weights)
 
 

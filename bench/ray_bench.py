@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gbp-ray-bench-"))
+    load_before = os.getloadavg()[0]  # other work on the machine skews everything: it is noted
     try:
         big, small = photos(work / "big", args.photos), photos(work / "small", SMALL)
         runs: dict[str, dict[str, list[dict]]] = {"local": {}, "ray": {}}
@@ -118,6 +119,7 @@ def main() -> None:
             "ray_startup_extra_s": round(ray["fixed_s"] - local["fixed_s"], 2),
             "bare_local_ray": bare_ray(os.cpu_count() or 1),
             "maps": identical(work / "out-local-big-0", work / "out-ray-big-0"),
+            "load_average_1min": [load_before, os.getloadavg()[0]],
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -124,7 +124,7 @@ class Saliency:
         if self.return_maps:
             size = self.backend.info.input_size
             for method in self.methods:
-                channels = maps[method].shape[-1] if ok else 3
+                channels = maps[method].shape[-1] if ok else (1 if method == "gradcam" else 3)
                 column = np.zeros((rows, size, size, channels), np.float32)
                 if ok:
                     column[ok] = maps[method][:, 0]
@@ -147,7 +147,7 @@ class Saliency:
         paths: np.ndarray,
         prepared: list[Prepared | None],
         ok: list[int],
-        explanation: Explanation,
+        explanation: Explanation | None,
         maps: dict[str, np.ndarray],
         errors: list[str],
     ) -> np.ndarray:
@@ -159,6 +159,7 @@ class Saliency:
         for j, i in enumerate(ok):
             source = named(str(paths[i]))
             item = prepared[i]
+            assert explanation is not None and item is not None
             targets = predictions(explanation.logits[j], explanation.targets[j], self.labels)
             planned = self.job.planner.plan(source, item, targets)
             result = _write(j, source, item, explanation, maps, planned, 0.0, self.job, store)

@@ -109,6 +109,18 @@ def test_the_same_files_lines_and_exit_code_as_the_local_engine(tmp_path: Path) 
     assert files(remote) == theirs
 
 
+def test_top_k_smoothgrad_and_panels_match_the_local_engine_too(tmp_path: Path) -> None:
+    folder = photos(tmp_path / "in", 3)
+    args = ["explain", folder, "--top-k", "2", "--smooth", "2", "--format", "panel", "-q"]
+    args += ["--format", "npy", "--method", "guided", "--method", "vanilla", "--batch-size", "2"]
+    a = gbp(*args, "-o", tmp_path / "local")
+    b = gbp(*args, "-o", tmp_path / "ray", *RAY)
+    assert (a.exit_code, b.exit_code) == (0, 0), b.output
+    ours, theirs = files(tmp_path / "local"), files(tmp_path / "ray")
+    assert sorted(ours) == sorted(theirs) and len(ours) == 3 * (1 + 2 * 2 * 2)
+    assert [name for name in ours if ours[name] != theirs[name]] == []
+
+
 def test_a_rerun_on_a_shared_folder_skips_what_exists(tmp_path: Path) -> None:
     folder = photos(tmp_path / "in", 4)
     out = tmp_path / "out"
