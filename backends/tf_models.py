@@ -19,22 +19,14 @@ from . import tf_env  # noqa: F401  (first: it imports TensorFlow quietly and sa
 # isort: split
 import keras
 
-from .base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    BackendError,
-    ModelInfo,
-    ModelSpec,
-    Preprocessing,
-    WeightsSpec,
-)
+from .base import BackendError, ModelInfo, ModelSpec, Preprocessing, WeightsSpec
 from .reasons import first_line
 from .tf_relus import walk
 from .tf_weights import BUILDERS, Layout, build_model, imagenet_model, warnings_only_on_success
 
 IN_MODEL = "none (in the model)"  # the model rescales 0-255 pixels itself
 NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float], bool]] = {
-    "imagenet": (IMAGENET_MEAN, IMAGENET_STD, False),  # mode "torch" in keras.applications
+    "imagenet": (Preprocessing.mean, Preprocessing.std, False),  # keras.applications' "torch"
     "caffe": ((103.939 / 255, 116.779 / 255, 123.68 / 255), (1 / 255,) * 3, True),
     "tf": ((0.5,) * 3, (0.5,) * 3, False),  # pixels scaled to [-1, 1]
     "none": ((0.0,) * 3, (1.0,) * 3, False),  # pixels in [0, 1]
@@ -47,6 +39,9 @@ FAMILIES |= dict.fromkeys(["efficientnet", "efficientnet_v2", "mobilenet_v3", "c
 FAMILIES |= dict.fromkeys(["resnet_v2", "inception_v3", "inception_resnet_v2", "xception"], "tf")
 FAMILIES |= dict.fromkeys(["mobilenet", "mobilenet_v2", "nasnet"], "tf")
 ZOO = {**BUILDERS, "vgg16": "VGG16", "vgg19": "VGG19"}  # the same names in torchvision
+# VGG's stages as the torch backend cuts torchvision's: the classifier, then conv5 … conv1.
+VGG_STAGES: list[tuple[str, tuple[str, ...]]] = [("classifier", ("fc1/", "fc2/", "predictions/"))]
+VGG_STAGES += [(f"conv{b}", (f"block{b}_",)) for b in range(5, 0, -1)]
 OWN_FILES = " (a Keras .weights.h5 or .h5 of this model)"
 
 
@@ -125,7 +120,8 @@ def build(spec: ModelSpec, weights: WeightsSpec) -> Built:
         return Built(model, arch, preprocessing("imagenet"), weights, Layout(arch), arch, False)
     if name in ZOO:
         model = application(ZOO[name], weights, OWN_FILES)
-        return Built(model, name, preprocessing("caffe"), weights, Layout(), name, False)
+        layout = Layout(named=VGG_STAGES)
+        return Built(model, name, preprocessing("caffe"), weights, layout, name, False)
     raise BackendError(f"--model {spec.name}: the tf backend knows {', '.join(known_names())}")
 
 

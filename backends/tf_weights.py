@@ -43,6 +43,7 @@ _STAGES = {
     "block1": ("features.denseblock1.",),
     "stem": ("features.conv0.", "features.norm0."),
 }
+Stages = list[tuple[str, tuple[str, ...]]]  # (stage, state key prefixes), from the output back
 _get_file = file_utils.get_file  # Keras's own, which `imagenet_model` wraps
 # Convolutions per architecture, as counted in a Keras weights file.
 _CONVS = {sum(blocks) * 2 + len(blocks): arch for arch, blocks in BLOCKS.items()}
@@ -212,24 +213,26 @@ def _pad_with_minus_inf(inputs: tf.Tensor, padding: tuple[tuple[int, int], tuple
 
 
 class Layout:
-    """How `state()` names the weights: a DenseNet's in torchvision's layout, so that both backends
-    save, load, randomise and compare the very same tensors; any other model's as
-    {"layer path/index": array}, with gbp sanity's stages cut from it."""
+    """How `state()` names the weights, and gbp sanity's stages over them: (name, key prefixes),
+    from the output back, as the torch backend gives them. A DenseNet's weights are in
+    torchvision's layout, so that both backends save, load, randomise and compare the very same
+    tensors; any other model's are {"layer path/index": array}, staged by `named` or else as the
+    head alone, then the other layers with trainable weights in seven groups, each named by its
+    first layer."""
 
-    STAGES = 8  # about this many stages for a model that is not a DenseNet
+    GROUPS = 8
 
-    def __init__(self, arch: str | None = None) -> None:
+    def __init__(self, arch: str | None = None, named: Stages | None = None) -> None:
         self.arch = arch  # a DenseNet's, or None
+        self.named = list(_STAGES.items()) if arch else named
 
     def weighted(self, model: keras.Model) -> list[tuple[str, keras.Layer]]:
         return [(p, layer) for p, layer in walk(model) if layer.weights and not _nests(layer)]
 
     def state(self, model: keras.Model) -> dict[str, np.ndarray]:
         if self.arch:
-            arch = self.arch
-            return from_keras(
-                {n: model.get_layer(n).get_weights() for _, n, _ in layers(arch)}, arch
-            )
+            weights = {n: model.get_layer(n).get_weights() for _, n, _ in layers(self.arch)}
+            return from_keras(weights, self.arch)
         return {
             f"{path}/{i}": np.array(array)
             for path, layer in self.weighted(model)
@@ -246,25 +249,15 @@ class Layout:
             except (KeyError, ValueError) as e:
                 raise BackendError(f"weights for {path} do not fit ({first_line(e)})") from None
 
-    def stages(self, model: keras.Model) -> list[tuple[str, tuple[str, ...]]]:
-        """(name, state keys) from the top. A DenseNet's are its blocks and transitions; any other
-        model's are its layers with trainable weights from the output back, in about eight groups
-        named by their first (topmost) layer."""
-        if self.arch:
-            keys = list(self.state(model))
-            return [(s, tuple(k for k in keys if k.startswith(p))) for s, p in _STAGES.items()]
-        top_down = [(p, layer) for p, layer in self.weighted(model) if layer.trainable_weights][
-            ::-1
-        ]
-        groups = np.array_split(np.arange(len(top_down)), min(self.STAGES, len(top_down)))
-        return [
-            (top_down[g[0]][0], tuple(k for i in g for k in self._keys(*top_down[i])))
-            for g in groups
-        ]
-
-    @staticmethod
-    def _keys(path: str, layer: keras.Layer) -> list[str]:
-        return [f"{path}/{i}" for i in range(len(layer.weights))]
+    def stages(self, model: keras.Model) -> Stages:
+        if self.named:
+            return self.named
+        units = [path for path, layer in self.weighted(model) if layer.trainable_weights]
+        if len(units) <= self.GROUPS:
+            return [(path, (f"{path}/",)) for path in reversed(units)]
+        body = np.array_split(np.arange(len(units) - 1), self.GROUPS - 1)
+        groups = [(units[g[0]], tuple(f"{units[i]}/" for i in g)) for g in body]
+        return [(units[-1], (f"{units[-1]}/",)), *reversed(groups)]
 
     def random_state(self, model: keras.Model, seed: int) -> dict[str, np.ndarray]:
         """Seeded in numpy. A DenseNet gets torchvision's initialisation, the torch backend's bit

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from gbp_cli.backends.base import Backend, Explanation, WeightsSpec
-from tests.conftest import ROOT, gbp, make_photo, without
+from tests.conftest import ROOT, gbp, make_photo, run_gbp, without
 
 ray = pytest.importorskip("ray", reason="needs Ray Data: pip install 'gbp-saliency[ray]'")
 CRASH_DIR = "GBP_TEST_CRASH_DIR"  # test-only: where `load` below reads its crash plan
@@ -196,6 +196,12 @@ def test_options_that_cannot_work_are_refused_in_one_line(tmp_path: Path) -> Non
     )
     gpus = gbp("explain", photo, "-o", tmp_path / "out", "--gpus-per-worker", "1", *RAY)
     assert gpus.exit_code == 2 and "the Ray cluster has 0" in gpus.stderr
+    missing = run_gbp("explain", photo, "-o", tmp_path / "out", *RAY, block=("ray",), fake=True)
+    assert (missing.returncode, missing.stderr) == (
+        2,
+        "gbp: --engine ray needs Ray Data, which is not installed: pip install "
+        "'gbp-saliency[ray]'\n",
+    )
 
 
 def write_elsewhere(folder: str, name: str, token: str) -> str:

@@ -20,7 +20,6 @@ import tensorflow as tf
 from gbp_cli.backends.base import BackendError, ModelSpec, WeightsSpec
 from gbp_cli.backends.tf_backend import load, wrap_keras_model
 from gbp_cli.backends.tf_models import FAMILIES, preprocessing
-from gbp_cli.randomization import DENSENET_STAGES
 from tests.conftest import BLOCKED_PROXY, ROOT
 
 METHODS = ("guided", "vanilla", "deconv")
@@ -204,11 +203,11 @@ def test_a_transfer_model_has_every_relu_of_its_nested_base_overridden(transfer)
     np.testing.assert_allclose(softmax, original(images).numpy(), atol=1e-5)  # logits, not p
     assert not np.allclose(softmax, result.logits)
     assert not np.allclose(result.saliency["guided"], result.saliency["vanilla"])
-    stages = backend.stages()
-    assert len(stages) == 8 and stages[0][0] == "head"
-    assert stages[-1][1][0].startswith("densenet121/")
-    state, random = backend.state(), backend.random_state(1)
-    assert set(random) == set(state) and {k for _, keys in stages for k in keys} <= set(state)
+    stages, state = backend.stages(), backend.state()
+    assert stages[0] == ("head", ("head/",)) and len(stages) == 8
+    assert stages[-1][0] == "densenet121/conv1_conv"  # each group named by its first layer
+    each_key_in_one_stage(stages, state)
+    assert set(backend.random_state(1)) == set(state)
 
 
 def test_grad_cam_reaches_a_layer_inside_a_nested_functional_model() -> None:
@@ -288,9 +287,8 @@ def test_seeded_random_weights_repeat_and_stages_split_the_state(mobilenet) -> N
     assert first.keys() == second.keys()
     assert all(np.array_equal(first[k], second[k]) for k in first)
     stages = mobilenet.stages()
-    assert len(stages) == 8 and stages[0][0] == "logits"
-    keys = [k for _, ks in stages for k in ks]
-    assert len(keys) == len(set(keys)) and set(keys) <= set(first)
+    assert len(stages) == 8 and stages[0] == ("logits", ("logits/",))
+    each_key_in_one_stage(stages, first)
     mobilenet.load_state(mobilenet.random_state(5))
     assert not np.array_equal(mobilenet.state()["logits/0"], first["logits/0"])
     mobilenet.load_state(first)
@@ -301,11 +299,21 @@ def test_a_densenet_keeps_torchvision_layout_stages_and_its_twin() -> None:
     backend = load(WeightsSpec("random"), "cpu", model=ModelSpec("densenet121"))
     assert backend.info.twin == "densenet121" and backend.info.cam_layer == "conv5_block16_concat"
     assert backend.info.activations == {"ReLU": 121}
-    stages = backend.stages()
-    assert [name for name, _ in stages] == list(DENSENET_STAGES)
-    for (_, keys), prefixes in zip(stages, DENSENET_STAGES.values(), strict=True):
-        assert keys and all(k.startswith(prefixes) for k in keys)
-    assert set(backend.random_state(1)) == set(backend.state())
+    stages, state = backend.stages(), backend.state()
+    assert [name for name, _ in stages] == [
+        "classifier",
+        *("block4", "transition3", "block3", "transition2", "block2", "transition1", "block1"),
+        "stem",
+    ]  # as the torch backend cuts torchvision's DenseNet
+    each_key_in_one_stage(stages, state)
+    assert set(backend.random_state(1)) == set(state)
+
+
+def each_key_in_one_stage(stages: list[tuple[str, tuple[str, ...]]], state: dict) -> None:
+    """gbp sanity re-initialises, stage by stage, the state keys that start with its prefixes."""
+    for key in state:
+        owners = [name for name, prefixes in stages if key.startswith(prefixes)]
+        assert len(owners) == 1, (key, owners)
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -370,3 +378,21 @@ def test_ops_belong_to_the_layer_that_made_them_not_to_a_lookalike_name_scope() 
     info = wrap_keras_model(model, WeightsSpec("random"), "cpu").info
     assert info.activations == {"silu": 1, "ReLU": 1, "tanh": 1}
     assert info.unruled == {"silu": ("conv",), "tanh": ("custom",)}
+
+
+def test_vgg_stages_are_the_torch_backends_and_cover_every_weight() -> None:
+    from gbp_cli.backends.tf_models import VGG_STAGES
+    from gbp_cli.backends.tf_weights import Layout
+
+    model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=3)
+    layout = Layout(named=VGG_STAGES)
+    stages = layout.stages(model)
+    assert [name for name, _ in stages] == [
+        "classifier",
+        "conv5",
+        "conv4",
+        "conv3",
+        "conv2",
+        "conv1",
+    ]
+    each_key_in_one_stage(stages, layout.state(model))
