@@ -61,7 +61,7 @@ class ModelSpec:
 
     @property
     def kind(self) -> str:
-        """"zoo" (a framework's named model), "factory" (module:callable), "keras-file", or
+        """ "zoo" (a framework's named model), "factory" (module:callable), "keras-file", or
         "keras-app" (keras:NAME, a Keras application with no torchvision twin)."""
         if self.name.startswith("keras:"):
             return "keras-app"

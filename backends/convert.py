@@ -1,4 +1,5 @@
-"""DenseNet weights between a torchvision state_dict and a Keras .weights.h5.
+"""Weights between a torchvision state_dict and a Keras .weights.h5: the DenseNets, and every
+network with a Keras replica (backends/replicas.py), recognized from the file.
 
 Reading and converting only: where and how a result is written (atomically, never over a file
 unasked) is the caller's business, so this package needs nothing of the CLI. Needs both
@@ -12,6 +13,7 @@ from pathlib import Path
 from .base import BackendError
 from .checkpoints import checkpoint_bytes, read_checkpoint
 from .densenet import Weights, architecture_of, from_keras, layers
+from .replicas import load_all, recognize
 
 __all__ = [
     "KERAS_SUFFIXES",
@@ -39,8 +41,9 @@ def kind(path: Path) -> str:
     raise BackendError(f"{path}: expected a .pth/.pt (torchvision) or .weights.h5 (Keras) file")
 
 
-def num_classes(state: Weights) -> int:
-    return int(state["classifier.weight"].shape[0])
+def num_classes(state: Weights, arch: str = "densenet201") -> int:
+    replica = load_all().get(arch)
+    return replica.num_classes(state) if replica else int(state["classifier.weight"].shape[0])
 
 
 def read_weights(path: Path, source: str | None = None) -> tuple[Weights, str]:
@@ -54,13 +57,27 @@ def read_weights(path: Path, source: str | None = None) -> tuple[Weights, str]:
 
 
 def read_torch(path: Path, source: str | None = None) -> tuple[Weights, str]:
-    """A torchvision DenseNet state_dict file, checked to be one."""
+    """A torchvision state_dict file of a DenseNet or of a network with a replica."""
     state = read_checkpoint(path, source)
-    return state, architecture_of(state, source or f"--weights {path}")
+    try:
+        return state, architecture_of(state, source or f"--weights {path}")
+    except BackendError:
+        replica = recognize(state)
+        if replica is None:
+            raise
+        return state, replica.name
 
 
 def read_keras(path: Path, source: str | None = None) -> tuple[Weights, str]:
-    """A Keras DenseNet weights file as torchvision-layout arrays."""
+    """A Keras weights file as torchvision-layout arrays: a replica's (as gbp convert writes
+    them, saying which) or a DenseNet's."""
+    from .tf_replicas import ReplicaLayout, architecture, from_h5
+
+    name = architecture(path)
+    if name is not None:
+        replica = load_all()[name]
+        model = from_h5(replica, path, source or f"--weights {path}")
+        return ReplicaLayout(replica).state(model), name
     from .tf_weights import from_file
 
     model, arch = from_file(path, source)
@@ -73,10 +90,16 @@ def save_keras(state: Weights, arch: str, path: Path, source: str) -> None:
 
     `source` names where the weights came from, for an error if they do not fit.
     """
-    from .tf_weights import densenet, set_torch_weights
-
     if not path.name.lower().endswith(".weights.h5"):
         raise BackendError(f"{path}: Keras writes weights only to a name ending .weights.h5")
+    replica = load_all().get(arch)
+    if replica is not None:
+        from .tf_replicas import save
+
+        save(replica, state, path, source)
+        return
+    from .tf_weights import densenet, set_torch_weights
+
     model = densenet(arch, num_classes(state))
     set_torch_weights(model, state, arch, source)
     model.save_weights(path)

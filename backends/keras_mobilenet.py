@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .base import Preprocessing
 from .replicas import (
     BN,
     KerasWeights,
@@ -161,7 +162,10 @@ def padded(x: Any, name: str, pads: Pads) -> Any:
     return x
 
 
-def conv(x: Any, name: str, filters: int, kernel: int, stride: int = 1, pads: Pads = ((0, 0),) * 2):
+def conv(
+    x: Any, name: str, filters: int, kernel: int, stride: int = 1, pads: Pads = ((0, 0), (0, 0))
+) -> Any:
+    """A bias-free convolution after explicit padding (none by default: the 1×1s)."""
     import keras
 
     x = padded(x, name, pads)
@@ -252,5 +256,6 @@ REPLICA = register(
         matches=matches,
         cam_layer=CAM_LAYER,
         num_classes=num_classes,
+        preprocessing=Preprocessing(size=224, resize=232, name="imagenet"),
     )
 )

@@ -10,20 +10,13 @@ import io
 import torch
 from torch import nn
 
-from .base import DISTRIBUTION, BackendError, Preprocessing, WeightsSpec
+from .base import DISTRIBUTION, BackendError, WeightsSpec
 from .checkpoints import read_checkpoint
+from .keras_lite0 import LITE
 
 NAME = "efficientnet_lite0"
 PACKAGE_NAME = "efficientnet-lite0"
-# The official Lite preprocessing: (pixels − 127) / 128 on 0–255, a 224 centre crop of 256.
-PREPROCESSING = Preprocessing(
-    size=224,
-    resize=256,
-    interpolation="bilinear",
-    mean=(127 / 255,) * 3,
-    std=(128 / 255,) * 3,
-    name="lite: (pixels - 127) / 128",
-)
+PREPROCESSING = LITE  # the official Lite preprocessing: (pixels − 127) / 128, 224 of 256
 
 
 def _package():

@@ -13,6 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from .base import Preprocessing
+
+IMAGENET = Preprocessing()  # torchvision's eval transform: 256, centre 224, ImageNet mean/std
+
 State = dict[str, np.ndarray]  # torchvision state_dict names → arrays
 KerasWeights = dict[str, list[np.ndarray]]  # Keras layer name → layer.get_weights()
 
@@ -28,9 +32,23 @@ class Replica:
     matches: Callable[[Mapping[str, Any]], bool]  # whether a state_dict is this architecture
     cam_layer: str  # the Keras layer whose output is torch's Grad-CAM layer's
     num_classes: Callable[[Mapping[str, Any]], int]  # a state_dict's class count
+    preprocessing: Preprocessing = IMAGENET  # what its torch weights were trained with
 
 
 REPLICAS: dict[str, Replica] = {}
+FAMILIES = ("keras_lite0", "keras_mobilenet", "keras_resnet", "keras_vgg")  # they register
+
+
+def load_all() -> dict[str, Replica]:
+    """Every replica, its module imported (each registers itself; none imports a framework)."""
+    import importlib
+
+    for family in FAMILIES:
+        try:
+            importlib.import_module(f".{family}", __package__)
+        except ImportError:  # a family not written yet is simply not there
+            continue
+    return REPLICAS
 
 
 def register(replica: Replica) -> Replica:
@@ -40,7 +58,7 @@ def register(replica: Replica) -> Replica:
 
 def recognize(state: Mapping[str, Any]) -> Replica | None:
     """The replica a torchvision state_dict is for, if any."""
-    return next((r for r in REPLICAS.values() if r.matches(state)), None)
+    return next((r for r in load_all().values() if r.matches(state)), None)
 
 
 def conv_to_keras(weight: np.ndarray) -> np.ndarray:

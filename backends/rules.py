@@ -65,3 +65,29 @@ RULED_ACTIVATIONS: dict[str, str] = {"ReLU": "[x > 0]", "ReLU6": "[0 < x < 6]"}
 # gates, …) has no guided or deconv rule: such a model is refused for those methods, unless the
 # user accepts that these keep their ordinary gradient (--other-activations gradient).
 OTHER_ACTIVATIONS = ("refuse", "gradient")
+
+# One name per activation in both backends: torch's class names (Keras calls SiLU "silu").
+_CANONICAL = {
+    "silu": "SiLU",
+    "swish": "SiLU",
+    "gelu": "GELU",
+    "hard_silu": "Hardswish",
+    "hard_swish": "Hardswish",
+    "sigmoid": "Sigmoid",
+    "hard_sigmoid": "Hardsigmoid",
+    "tanh": "Tanh",
+    "elu": "ELU",
+    "selu": "SELU",
+    "leaky_relu": "LeakyReLU",
+    "prelu": "PReLU",
+    "softplus": "Softplus",
+    "softsign": "Softsign",
+    "softmax": "Softmax",
+    "mish": "Mish",
+    "celu": "CELU",
+}
+
+
+def canonical(kind: str) -> str:
+    """An activation kind as both backends name it."""
+    return _CANONICAL.get(kind.lower(), kind)

@@ -105,8 +105,7 @@ class TFBackend(Backend):
             info,
             activations=dict(census.counts),
             unruled=census.unruled(),
-            cam_layer=find_cam_layer(self.model, spec.cam_layer),
-            warnings=info.warnings + census.warnings(self.other_activations),
+            cam_layer=find_cam_layer(self.model, spec.cam_layer or built.cam_layer),
         )
         if self.info.cam_layer is not None:
             hook_output(dict(walk(self.model))[self.info.cam_layer], self._keep)

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # set TF_CPP_MIN_LOG_LEVEL=0 to see it all
 _NOISE = ("I0000 ", "WARNING: All log messages before absl::InitializeLog()")
+_CUDA_PROBE = "failed call to cuInit"  # TF looking for a GPU on a machine that has none
 
 
 @contextlib.contextmanager
@@ -35,7 +36,7 @@ def native_info_held_back() -> Iterator[None]:
             os.close(saved)
             capture.seek(0)
             for line in capture.read().decode(errors="replace").splitlines():
-                if not line.startswith(_NOISE):
+                if not line.startswith(_NOISE) and _CUDA_PROBE not in line:
                     print(line, file=sys.stderr)
 
 

@@ -1,9 +1,8 @@
 """Which Keras model a `--model` name means, how a photo becomes its input, and its Grad-CAM layer.
 
-Names: densenet121/169/201 and vgg16/19 (keras.applications, the same networks as torchvision's),
-keras:NAME for any other keras.applications model (its own preprocessing and weights), and
-PATH.keras for a user's own model.
-"""
+Names: densenet121/169/201 and vgg16/19 (keras.applications, torchvision's networks), the
+replicas of backends/replicas.py, keras:NAME for any other keras.applications model (its own
+preprocessing and weights), and PATH.keras for a user's own model."""
 
 from __future__ import annotations
 
@@ -21,7 +20,10 @@ import keras
 
 from .base import BackendError, ModelInfo, ModelSpec, Preprocessing, WeightsSpec
 from .reasons import first_line
+from .replicas import load_all
 from .tf_relus import walk
+from .tf_replicas import ReplicaLayout, replica_for
+from .tf_replicas import build as build_replica
 from .tf_weights import BUILDERS, Layout, build_model, imagenet_model, warnings_only_on_success
 
 IN_MODEL = "none (in the model)"  # the model rescales 0-255 pixels itself
@@ -56,7 +58,8 @@ def keras_apps() -> dict[str, str]:
 
 
 def known_names() -> list[str]:
-    return [*ZOO, *(f"keras:{name}" for name in keras_apps()), "PATH.keras"]
+    twins = [name for name in load_all() if name not in ZOO]
+    return [*ZOO, *twins, *(f"keras:{name}" for name in keras_apps()), "PATH.keras"]
 
 
 def preprocessing(normalize: str, size: int = 224) -> Preprocessing:
@@ -77,6 +80,7 @@ class Built:
     layout: Layout
     twin: str | None = None  # the same network in torchvision, by its name there
     trace: bool = True  # search the forward graph for activations no layer declares
+    cam_layer: str | None = None  # Grad-CAM's layer when it must be the torch twin's
 
     def info(self, device: str, precision: str = "fp32") -> ModelInfo:
         """What was loaded; the backend adds what it learns from the model itself."""
@@ -112,6 +116,13 @@ def build(spec: ModelSpec, weights: WeightsSpec) -> Built:
         name = re.sub(r"[_\-\s]", "", name.removeprefix("keras:"))
         if name not in ZOO:  # keras:vgg16 is the zoo's vgg16
             return keras_app(name, weights)
+    replica = replica_for(spec, weights)
+    if replica is not None:  # torchvision's network, built in Keras: the same map in both
+        model, layout = build_replica(replica, weights), ReplicaLayout(replica)
+        twin = replica.name  # trace=False: each activation is a layer; the torch twin's CAM layer
+        return Built(
+            model, twin, replica.preprocessing, weights, layout, twin, False, replica.cam_layer
+        )
     if name in BUILDERS and weights.path and weights.path.name.lower().endswith(".keras"):
         own = load_keras_model(weights.path, f"--weights {weights.path}")  # a user's, as ever
         return Built(own, "keras model", own_preprocessing(own, spec), weights, Layout())

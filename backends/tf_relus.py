@@ -27,7 +27,7 @@ from . import tf_env  # noqa: F401  (first: it imports TensorFlow quietly and sa
 import keras
 import tensorflow as tf
 
-from .rules import METHODS, RULED_ACTIVATIONS, RULES
+from .rules import METHODS, RULED_ACTIVATIONS, RULES, canonical
 
 SCOPE = "gbp_relu"
 UNREACHABLE = " (unreachable)"  # suffix of a ruled kind found only as an op in the graph
@@ -162,21 +162,13 @@ class Census:
     layers: set[str] = field(default_factory=set)  # paths of layers counted as a whole
 
     def add(self, kind: str, path: str) -> None:
+        kind = canonical(kind)
         self.counts[kind] += 1
         self.paths.setdefault(kind, []).append(path)
 
     @property
     def overridden(self) -> int:
         return sum(self.counts[kind] for kind in RULED_ACTIVATIONS)
-
-    def warnings(self, policy: str) -> tuple[str, ...]:
-        """Under --other-activations gradient, what keeps its ordinary gradient."""
-        if policy != "gradient" or not self.unruled():
-            return ()
-        return (
-            f"guided and deconv: {described(self.counts, self.unruled())} keep their ordinary "
-            "gradient",
-        )
 
     def unruled(self) -> dict[str, tuple[str, ...]]:
         """Kinds with no rule, each with its first few layer paths."""

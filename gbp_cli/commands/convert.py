@@ -1,4 +1,5 @@
-"""`gbp convert`: DenseNet121/169/201 weights, torchvision .pth ↔ Keras .weights.h5.
+"""`gbp convert`: weights between torchvision .pth and Keras .weights.h5, either way, for the
+DenseNets and every network with a Keras replica (VGG, ResNet, MobileNetV2, EfficientNet-Lite0).
 
 The backends read and convert; this module owns the file writing, so that a reader never sees
 half a file and nothing that exists is replaced unless the user asked.
@@ -44,4 +45,4 @@ def convert_command(source: Path, destination: Path, overwrite: bool) -> str:
         published = write_atomic(destination, checkpoint_bytes(state), overwrite)
     if not published:
         raise GbpError(f"{destination} appeared while converting; it was left alone")
-    return f"{arch}, {num_classes(state)} classes"
+    return f"{arch}, {num_classes(state, arch)} classes"
