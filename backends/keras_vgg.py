@@ -88,7 +88,7 @@ def vgg(
         )
     if side > POOLED:  # equal windows, as adaptive pooling's are when the side divides
         x = keras.layers.AveragePooling2D(side // POOLED, name="avgpool")(x)
-    x = keras.layers.Flatten(name="flatten")(x)  # (H, W, C) order: see `_nhwc_columns`
+    x = keras.layers.Flatten(name="flatten")(x)  # (H, W, C) order: see `_kernel_rows`
     for index, units in ((0, hidden), (3, hidden)):
         x = keras.layers.Dense(units, name=f"classifier.{index}")(x)
         x = keras.layers.ReLU(name=f"classifier.{index + 1}")(x)
@@ -99,45 +99,54 @@ def vgg(
 # --- weights: numpy only ---
 
 
-def _nhwc_columns(weight: np.ndarray, channels: int) -> np.ndarray:
-    """The first Linear's (out, C·H·W) weight with its columns reordered to (H, W, C), the order
-    in which Keras's Flatten lays out a channels-last map."""
+def _kernel_rows(weight: np.ndarray, channels: int) -> np.ndarray:
+    """torch's first Linear weight (out, C·H·W) → Keras's kernel (H·W·C, out): transposed, with
+    its rows in the (H, W, C) order in which Keras's Flatten lays out a channels-last map."""
     out, n = weight.shape
     side = math.isqrt(n // channels)
-    return weight.reshape(out, channels, side, side).transpose(0, 2, 3, 1).reshape(out, n)
+    kernel = weight.reshape(out, channels, side, side).transpose(2, 3, 1, 0)
+    return np.ascontiguousarray(kernel).reshape(n, out)  # one copy: this matrix is 400 MB
 
 
-def _nchw_columns(weight: np.ndarray, channels: int) -> np.ndarray:
-    """The inverse of `_nhwc_columns`."""
-    out, n = weight.shape
+def _weight_columns(kernel: np.ndarray, channels: int) -> np.ndarray:
+    """The inverse of `_kernel_rows`."""
+    n, out = kernel.shape
     side = math.isqrt(n // channels)
-    return weight.reshape(out, side, side, channels).transpose(0, 3, 1, 2).reshape(out, n)
+    weight = kernel.reshape(side, side, channels, out).transpose(3, 2, 0, 1)
+    return np.ascontiguousarray(weight).reshape(out, n)
 
 
-def _last_conv(names: Sequence[str]) -> str:
-    """The last "features.N" layer with weights: its output channels are the flattened map's."""
-    return max((n for n in names if n.startswith("features.")), key=lambda n: int(n[9:]))
+def _channels(weights: Mapping[str, Sequence[np.ndarray]]) -> int:
+    """The flattened map's channels: the last "features.N" conv's outputs (HWIO: O last)."""
+    convs = [name for name in weights if name.startswith("features.")]
+    return int(np.shape(weights[max(convs, key=lambda n: int(n.split(".")[1]))][0])[-1])
 
 
 def to_keras(state: Mapping[str, np.ndarray]) -> KerasWeights:
     """torch arrays → Keras `set_weights` lists; the first Dense's rows follow NHWC flattening."""
-    weights = named_to_keras(state)
-    channels = int(weights[_last_conv(list(weights))][0].shape[-1])  # HWIO: O last
-    first = np.asarray(state[f"{FIRST_DENSE}.weight"])
-    weights[FIRST_DENSE][0] = np.ascontiguousarray(
-        _nhwc_columns(first, channels).T, dtype=np.float32
-    )
-    return weights
+    big = f"{FIRST_DENSE}.weight"
+    weights = named_to_keras({k: v for k, v in state.items() if k != big})  # all but that one
+    first = [
+        _kernel_rows(np.asarray(state[big], np.float32), _channels(weights)),
+        np.asarray(state[f"{FIRST_DENSE}.bias"], np.float32),
+    ]
+    return {**_features(weights), FIRST_DENSE: first, **weights}
 
 
 def from_keras(weights: Mapping[str, Sequence[np.ndarray]]) -> State:
     """The exact inverse of `to_keras`."""
-    state = named_from_keras(weights)
-    channels = int(np.asarray(weights[_last_conv(list(weights))][0]).shape[-1])
-    state[f"{FIRST_DENSE}.weight"] = np.ascontiguousarray(
-        _nchw_columns(state[f"{FIRST_DENSE}.weight"], channels)
-    )
-    return state
+    kernel, bias = weights[FIRST_DENSE]
+    first = {
+        f"{FIRST_DENSE}.weight": _weight_columns(np.asarray(kernel), _channels(weights)),
+        f"{FIRST_DENSE}.bias": np.asarray(bias),
+    }
+    state = named_from_keras({k: v for k, v in weights.items() if k != FIRST_DENSE})
+    return {**_features(state), **first, **state}
+
+
+def _features(named: Mapping[str, Any]) -> dict[str, Any]:
+    """The "features." entries, first: so the classifier's follow them, in torch's order."""
+    return {k: v for k, v in named.items() if k.startswith("features.")}
 
 
 def layout(cfg: Config, num_classes: int, hidden: int = HIDDEN) -> dict[str, tuple[int, ...]]:

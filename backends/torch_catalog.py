@@ -10,6 +10,7 @@ from torchvision import models
 
 from .base import BackendError, ModelInfo, WeightsSpec
 from .densenet import BLOCKS
+from .replicas import load_all
 from .torch_models import probe
 from .torch_weights import arch_kwargs, classifiers, zoo_preprocessing
 
@@ -27,7 +28,7 @@ def describe(name: str, always: bool = False) -> ModelInfo:
     meta = models.get_model_weights(name).DEFAULT.meta
     info = ModelInfo(
         "torch", name, 1000, WeightsSpec("random"), "meta", preprocessing=pre,
-        twin=name if name in BLOCKS else None,
+        twin=name if name in BLOCKS or name in load_all() else None,
     )  # fmt: skip
     if meta.get("num_params", 0) > BIGGEST_PROBED and not always:
         return info

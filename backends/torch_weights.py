@@ -25,6 +25,7 @@ from .checkpoints import read_checkpoint
 from .densenet import BLOCKS, DEFAULT, architecture_of, random_weights
 from .downloads import quiet_download
 from .reasons import first_line
+from .replicas import load_all
 
 AUX = ("AuxLogits.", "aux1.")  # Inception v3's and GoogLeNet's auxiliary classifiers
 CROP = 0.875  # torchvision's and Keras's crop: 224 of a 256 resize
@@ -104,7 +105,7 @@ def zoo_model(spec: ModelSpec, weights: WeightsSpec) -> Built:
         arch,
         zoo_preprocessing(arch, spec),
         rebuild,
-        twin=arch if arch in BLOCKS else None,
+        twin=arch if arch in BLOCKS or arch in load_all() else None,
     )
 
 

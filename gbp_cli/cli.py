@@ -186,8 +186,9 @@ def models(names: tuple[str, ...], backend: str | None, as_json: bool) -> None:
     """What each installed backend can explain: name, input size, activations overridden and
     others present, the Grad-CAM layer, and the same network in the other backend (twin).
 
-    Without NAMES it lists every model (torchvision's are built on PyTorch's meta device, so
-    this takes seconds, not minutes); networks over 200M parameters are probed only if named.
+    Without NAMES it lists every model: torchvision's are built on PyTorch's meta device and
+    probed (seconds, not minutes; networks over 200M parameters only when named); TensorFlow's
+    take a second or more each to build, so they are probed when named.
     """
     from gbp_cli.commands.models import models_command
 

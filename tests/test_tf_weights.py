@@ -121,3 +121,13 @@ def test_a_keras_model_file_loads_in_safe_mode_and_counts_unreachable_relus(tmp_
     keras.Model(x, keras.layers.Lambda(lambda t: t * 2)(x)).save(unsafe)
     refused = gbp("explain", photo, "--backend", "tf", "--weights", unsafe)
     assert refused.exit_code == 2 and "it holds a Lambda layer" in one_line(refused.stderr)
+
+
+def test_a_replica_without_torch_says_how_to_make_its_file_once(tmp_path: Path) -> None:
+    run = run_gbp(
+        "explain", make_photo(tmp_path / "p.png"), "--backend", "tf", "--model", "resnet18",
+        block=("torch", "torchvision"),
+    )  # fmt: skip
+    assert run.returncode == 2
+    line = one_line(run.stderr)
+    assert "needs PyTorch" in line and "gbp convert" in line and "resnet18.weights.h5" in line

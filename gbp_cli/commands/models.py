@@ -53,8 +53,8 @@ def line(entry: dict[str, object]) -> str:
     cells = [
         entry["name"],
         entry["backend"],
-        f"{entry['input_size']}px",
-        kinds(entry["overridden"]) if probed else "not probed (big: name it to probe)",
+        f"{entry['input_size']}px" if entry["input_size"] else "?",
+        kinds(entry["overridden"]) if probed else "not probed: name it",
         kinds(entry["other_activations"]) if probed else "?",
         entry["cam_layer"] or ("none" if probed else "?"),
         entry["twin"] or "-",
