@@ -23,6 +23,19 @@ GROWTH, BOTTLENECK, STEM = 32, 4, 64
 _DENSE_LAYER = re.compile(r"features\.denseblock(\d)\.denselayer(\d+)\.")
 
 Weights = dict[str, np.ndarray]  # torchvision state_dict names → arrays
+# gbp sanity's stages, from the top: torchvision state_dict key prefixes, the same in both
+# backends (the TF twin's weights are in torchvision's layout too).
+STAGES: list[tuple[str, tuple[str, ...]]] = [
+    ("classifier", ("classifier.",)),
+    ("block4", ("features.denseblock4.", "features.norm5.")),
+    ("transition3", ("features.transition3.",)),
+    ("block3", ("features.denseblock3.",)),
+    ("transition2", ("features.transition2.",)),
+    ("block2", ("features.denseblock2.",)),
+    ("transition1", ("features.transition1.",)),
+    ("block1", ("features.denseblock1.",)),
+    ("stem", ("features.conv0.", "features.norm0.")),
+]
 
 
 # Other torchvision (and timm) architectures, told apart by key prefixes that all must occur,

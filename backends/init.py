@@ -17,22 +17,11 @@ from torchvision import models
 from torchvision.models.mobilenetv2 import InvertedResidual as InvertedResidualV2
 from torchvision.models.mobilenetv3 import InvertedResidual as InvertedResidualV3
 
-from .densenet import BLOCKS, random_weights
+from .densenet import BLOCKS, STAGES, random_weights
 
 Stages = list[tuple[str, tuple[str, ...]]]  # (stage name, state_dict key prefixes), output first
 
-# As gbp_cli/randomization.py has always cut DenseNets, so that both backends agree.
-DENSENET_STAGES: Stages = [
-    ("classifier", ("classifier.",)),
-    ("block4", ("features.denseblock4.", "features.norm5.")),
-    ("transition3", ("features.transition3.",)),
-    ("block3", ("features.denseblock3.",)),
-    ("transition2", ("features.transition2.",)),
-    ("block2", ("features.denseblock2.",)),
-    ("transition1", ("features.transition1.",)),
-    ("block1", ("features.denseblock1.",)),
-    ("stem", ("features.conv0.", "features.norm0.")),
-]
+DENSENET_STAGES: Stages = STAGES  # the same cut in both backends
 RESNET_STAGES: Stages = [
     ("fc", ("fc.",)),
     ("layer4", ("layer4.",)),

@@ -207,10 +207,13 @@ def named_to_keras(state: Mapping[str, np.ndarray]) -> KerasWeights:
 
 
 def named_from_keras(weights: Mapping[str, Sequence[np.ndarray]]) -> State:
-    """The exact inverse of `named_to_keras`. Keras keeps no num_batches_tracked: it comes back
-    as torch's fresh 0 (an int64 scalar), which is what `load_state_dict` needs."""
+    """The exact inverse of `named_to_keras`; layers without weights are passed over, so every
+    layer's `get_weights()` may be given. Keras keeps no num_batches_tracked: it comes back as
+    torch's fresh 0 (an int64 scalar), which is what `load_state_dict` needs."""
     state: State = {}
     for prefix, arrays in weights.items():
+        if not len(arrays):  # a layer without weights (ReLU, padding): `get_weights()` is []
+            continue
         first = np.asarray(arrays[0])
         if first.ndim == 4:
             state[f"{prefix}.weight"] = conv_from_keras(first)

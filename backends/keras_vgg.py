@@ -25,24 +25,8 @@ from .replicas import KerasWeights, Replica, State, register
 Config = Sequence[int | str]  # torchvision's make_layers config: out channels, or "M" (max-pool)
 CFGS: dict[str, tuple[int | str, ...]] = {
     "vgg16": (
-        64,
-        64,
-        "M",
-        128,
-        128,
-        "M",
-        256,
-        256,
-        256,
-        "M",
-        512,
-        512,
-        512,
-        "M",
-        512,
-        512,
-        512,
-        "M",
+        *(64, 64, "M", 128, 128, "M", 256, 256, 256, "M"),
+        *(512, 512, 512, "M", 512, 512, 512, "M"),
     ),
     "vgg19": (
         *(64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M"),
@@ -118,7 +102,7 @@ def _weight_columns(kernel: np.ndarray, channels: int) -> np.ndarray:
 
 def _channels(weights: Mapping[str, Sequence[np.ndarray]]) -> int:
     """The flattened map's channels: the last "features.N" conv's outputs (HWIO: O last)."""
-    convs = [name for name in weights if name.startswith("features.")]
+    convs = [name for name, arrays in weights.items() if name.startswith("features.") and arrays]
     return int(np.shape(weights[max(convs, key=lambda n: int(n.split(".")[1]))][0])[-1])
 
 
@@ -141,7 +125,7 @@ def from_keras(weights: Mapping[str, Sequence[np.ndarray]]) -> State:
         f"{FIRST_DENSE}.bias": np.asarray(bias),
     }
     state = named_from_keras({k: v for k, v in weights.items() if k != FIRST_DENSE})
-    return {**_features(state), **first, **state}
+    return {**_features(state), **first, **state}  # any layer's [] passed over, as there
 
 
 def _features(named: Mapping[str, Any]) -> dict[str, Any]:

@@ -24,25 +24,22 @@ from keras.src.utils import file_utils
 
 from .base import BackendError, WeightsSpec
 from .checkpoints import read_checkpoint
-from .densenet import BLOCKS, DEFAULT, architecture_of, from_keras, layers, random_weights, to_keras
+from .densenet import (
+    BLOCKS,
+    DEFAULT,
+    STAGES,
+    architecture_of,
+    from_keras,
+    layers,
+    random_weights,
+    to_keras,
+)
 from .downloads import quiet_download
 from .reasons import first_line
 from .tf_relus import is_relu, walk
 
 BUILDERS = {arch: arch.replace("densenet", "DenseNet") for arch in BLOCKS}  # keras.applications
 DENSENET_FILES = " (a Keras DenseNet .weights.h5 or .h5, or a torchvision .pth)"
-# gbp sanity's stages for a DenseNet, from the top: torchvision state_dict key prefixes.
-_STAGES = {
-    "classifier": ("classifier.",),
-    "block4": ("features.denseblock4.", "features.norm5."),
-    "transition3": ("features.transition3.",),
-    "block3": ("features.denseblock3.",),
-    "transition2": ("features.transition2.",),
-    "block2": ("features.denseblock2.",),
-    "transition1": ("features.transition1.",),
-    "block1": ("features.denseblock1.",),
-    "stem": ("features.conv0.", "features.norm0."),
-}
 Stages = list[tuple[str, tuple[str, ...]]]  # (stage, state key prefixes), from the output back
 _get_file = file_utils.get_file  # Keras's own, which `imagenet_model` wraps
 # Convolutions per architecture, as counted in a Keras weights file.
@@ -224,7 +221,7 @@ class Layout:
 
     def __init__(self, arch: str | None = None, named: Stages | None = None) -> None:
         self.arch = arch  # a DenseNet's, or None
-        self.named = list(_STAGES.items()) if arch else named
+        self.named = STAGES if arch else named
 
     def weighted(self, model: keras.Model) -> list[tuple[str, keras.Layer]]:
         return [(p, layer) for p, layer in walk(model) if layer.weights and not _nests(layer)]

@@ -30,13 +30,8 @@ ORDINARY = RULES["vanilla"]  # the plain gradient, which Grad-CAM weighs its lay
 RELU_CALLS = frozenset({F.relu, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_})
 HARDTANH_CALLS = frozenset({F.hardtanh, F.hardtanh_, F.relu6})
 # Calls whose autograd node does not tell their kind (SELU's is ELU's; the others are composites).
-FUNCTION_KINDS = {
-    F.selu: "SELU",
-    torch.selu: "SELU",
-    torch.selu_: "SELU",
-    F.softsign: "Softsign",
-    F.tanhshrink: "Tanhshrink",
-}
+FUNCTION_KINDS = {F.selu: "SELU", torch.selu: "SELU", torch.selu_: "SELU"}
+FUNCTION_KINDS |= {F.softsign: "Softsign", F.tanhshrink: "Tanhshrink"}
 # Every other activation is known by the autograd node it creates (less its trailing number),
 # however it was spelled: functional, module, torch.* or Tensor method, in place or not.
 NODE_KINDS = {

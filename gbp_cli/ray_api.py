@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -171,9 +170,6 @@ class Saliency:
 
 def _model_settings(backend: str, network: ModelSpec, weights: str, precision: str) -> dict:
     """What `gbp explain` records about the model, so a later `gbp explain` keeps these files."""
-    from gbp_cli.commands.explain import model_settings
+    from gbp_cli.outputs_record import model_record
 
-    request = SimpleNamespace(
-        spec=WeightsSpec.parse(weights), backend=backend, model=network, precision=precision
-    )
-    return model_settings(request)  # type: ignore[arg-type]
+    return model_record(backend, network, WeightsSpec.parse(weights), precision)

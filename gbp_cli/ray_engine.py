@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gbp_cli.backends.base import Backend, Explanation, ModelInfo
-from gbp_cli.commands.common import announce
 from gbp_cli.errors import GbpError, InputError, RunStopped
 from gbp_cli.inputs import Source
+from gbp_cli.loading import announce
 from gbp_cli.outputs import Planner, Prediction
 from gbp_cli.pipeline import Job, Result, Summary
 from gbp_cli.preprocess import Geometry, Prepared

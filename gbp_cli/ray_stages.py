@@ -88,7 +88,7 @@ class Opener:
 
     def open(self) -> Backend:
         from gbp_cli import backends
-        from gbp_cli.commands.common import load_model
+        from gbp_cli.loading import load_model
 
         backends.BACKENDS[self.backend] = self.entry
         if self.threads and self.backend == "torch":

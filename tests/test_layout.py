@@ -18,9 +18,14 @@ BACKENDS = list((ROOT / "backends").glob("*.py"))
 
 
 def imported(path: Path) -> set[str]:
-    """Every absolute module an import in `path` names (relative imports left out)."""
+    """Every absolute module an import in `path` names at run time (relative imports, and
+    imports for type hints only, under `if TYPE_CHECKING:`, left out)."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+    tree = ast.parse(path.read_text("utf-8"))
+    for node in ast.walk(tree):  # drop `if TYPE_CHECKING:` bodies before looking
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            node.body = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:

@@ -1,8 +1,8 @@
 """The Keras VGG and ResNet replicas compute what torchvision's compute, and their weights move
 between the two layouts bit-exactly (backends/keras_vgg.py, backends/keras_resnet.py).
 
-Small inputs and narrow twins where the family allows; full depths are checked by structure
-(keys, shapes, ReLU count, every Keras layer filled) built on torch's meta device.
+Small inputs and narrow twins where the family allows; every full depth is checked by structure
+(keys, shapes, ReLU count, every Keras layer filled), its torch side built on the meta device.
 """
 
 from __future__ import annotations
@@ -15,62 +15,51 @@ from typing import Any
 import numpy as np
 import pytest
 
+pytest.importorskip("gbp_cli.backends.tf_env")  # TensorFlow, quietly, and triton before it
+pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+import keras
+import tensorflow as tf
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision import models
+from torchvision.models import resnet, vgg
+
+from gbp_cli.backends import keras_resnet, keras_vgg
+from gbp_cli.backends.replicas import REPLICAS
+from gbp_cli.backends.torch_models import probe
 from tests.conftest import randomize_batchnorm
 
 pytestmark = [pytest.mark.torch, pytest.mark.tf]
 
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg16", "vgg19")
+LOOKALIKES = ("wide_resnet50_2", "resnext50_32x4d", "vgg16_bn", "vgg11", "densenet121")
 NARROW_VGG = (8, "M", 16, "M")  # 28×28 in → 7×7×16 features
+NCHW = (0, 3, 1, 2)
 
 
-@pytest.fixture(scope="module")
-def tf() -> Any:
-    pytest.importorskip("gbp_cli.backends.tf_env")  # first: quiet, and triton before TF
-    return pytest.importorskip("tensorflow")
-
-
-@pytest.fixture(scope="module")
-def twins(tf: Any) -> Any:
-    from gbp_cli.backends import keras_resnet, keras_vgg
-
-    return keras_resnet, keras_vgg
-
-
-def torch_state(model: Any) -> dict[str, np.ndarray]:
-    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-
-
-def load(keras_model: Any, weights: dict[str, list[np.ndarray]]) -> None:
+def load(keras_model: keras.Model, weights: dict[str, list[np.ndarray]]) -> None:
     """Set every weighted Keras layer, and check none is left out."""
-    weighted = {layer.name for layer in keras_model.layers if layer.weights}
-    assert weighted == set(weights)
+    assert {layer.name for layer in keras_model.layers if layer.weights} == set(weights)
     for name, arrays in weights.items():
         keras_model.get_layer(name).set_weights(arrays)
 
 
-def relu_calls(model: Any, x: Any) -> int:
+def relu_calls(model: nn.Module, x: torch.Tensor) -> int:
     """How many times torch's ReLU modules run in one forward pass (ResNet reuses each)."""
-    import torch
-
     calls = []
-    hooks = [
-        m.register_forward_hook(lambda *_: calls.append(1))
-        for m in model.modules()
-        if isinstance(m, torch.nn.ReLU)
-    ]
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    hooks = [m.register_forward_hook(lambda *_: calls.append(1)) for m in relus]
     model(x)
     for hook in hooks:
         hook.remove()
     return len(calls)
 
 
-def run(model: Any, keras_model: Any, cam: str, x: np.ndarray) -> dict[str, np.ndarray]:
+def run(model: nn.Module, keras_model: keras.Model, cam: str, x: np.ndarray) -> dict:
     """torch's and Keras's logits, Grad-CAM layer output and input gradient of one logit per
     image, all in torch's NCHW layout, for the same input."""
-    import keras
-    import tensorflow as tf
-    import torch
-
     captured: list[torch.Tensor] = []
     hook = model.get_submodule(cam).register_forward_hook(lambda *a: captured.append(a[2]))
     xt = torch.tensor(x, requires_grad=True)
@@ -78,23 +67,19 @@ def run(model: Any, keras_model: Any, cam: str, x: np.ndarray) -> dict[str, np.n
     hook.remove()
     targets = [1, logits.shape[1] - 1]
     logits[[0, 1], targets].sum().backward()
-
-    probe = keras.Model(
-        keras_model.inputs, [keras_model.get_layer(cam).output, *keras_model.outputs]
-    )
+    outputs = [keras_model.get_layer(cam).output, *keras_model.outputs]
     xk = tf.constant(x.transpose(0, 2, 3, 1))
     with tf.GradientTape() as tape:
         tape.watch(xk)
-        features, logits_k = probe(xk, training=False)
+        features, logits_k = keras.Model(keras_model.inputs, outputs)(xk, training=False)
         picked = logits_k[0, targets[0]] + logits_k[1, targets[1]]
-    nchw = (0, 3, 1, 2)
     return {
         "logits": logits.detach().numpy(),
         "cam": captured[0].detach().numpy(),
         "grad": xt.grad.numpy(),
         "keras logits": logits_k.numpy(),
-        "keras cam": features.numpy().transpose(nchw),
-        "keras grad": tape.gradient(picked, xk).numpy().transpose(nchw),
+        "keras cam": features.numpy().transpose(NCHW),
+        "keras grad": tape.gradient(picked, xk).numpy().transpose(NCHW),
     }
 
 
@@ -106,39 +91,33 @@ def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(a))
 
 
-def check_twin(
-    model: Any, make_keras: Callable[[], Any], replica: Any, size: int
-) -> dict[str, float]:
-    """Weights over, the round trip bit-exact, the same ReLU count, torch's Grad-CAM layer, and
-    the same function: logits and Grad-CAM features in float32 within 1e-4; input gradients in
-    float64 within 1e-9, and in float32 within 1e-3, or twice torch's own float32-vs-float64
-    gap where that is wider (a deep net's ReLU gates flip where x ≈ 0 at float32's precision)."""
-    import keras
-    import torch
-
-    from gbp_cli.backends.torch_models import probe
-
-    state = torch_state(model)
+def check_twin(model: nn.Module, make: Callable[[], Any], name: str, size: int) -> dict:
+    """Weights over, the round trip bit-exact, torch's Grad-CAM layer, and the same function:
+    logits and Grad-CAM features in float32 within 1e-4; input gradients in float64 within 1e-9,
+    and in float32 within 1e-3, or twice torch's own float32-vs-float64 gap where that is wider
+    (a deep net's ReLU gates flip where x ≈ 0 at float32's precision: resnet50, measured)."""
+    replica = REPLICAS[name]
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
     weights = replica.to_keras(state)
     assert_bit_exact(replica.from_keras(weights), state)
-    assert probe(model, size, "twin").cam_layer == replica.cam_layer
+    assert probe(model, size, name).cam_layer == replica.cam_layer
     x = np.random.default_rng(0).standard_normal((2, 3, size, size))
     found: dict[str, float] = {}
     saved = keras.config.floatx(), keras.config.dtype_policy()
     for dtype in ("float32", "float64"):
         twin = model if dtype == "float32" else copy.deepcopy(model).to(torch.float64)
         keras.config.set_floatx(dtype)  # while the probe model is made too: it casts its input
-        keras.config.set_dtype_policy(dtype)  # set once read, so floatx alone would not do
+        keras.config.set_dtype_policy(dtype)  # fixed once read, so floatx alone would not do
         try:
-            keras_model = make_keras()
+            keras_model = make()
             load(keras_model, weights)
             got = run(twin, keras_model, replica.cam_layer, x.astype(dtype))
         finally:
             keras.config.set_floatx(saved[0])
             keras.config.set_dtype_policy(saved[1])
-        if dtype == "float32":
-            relus = sum(isinstance(layer, keras.layers.ReLU) for layer in keras_model.layers)
-            assert relu_calls(model, torch.zeros(1, 3, size, size)) == relus
+        if dtype == "float32":  # what every Keras layer holds comes back as the state_dict
+            every = {layer.name: layer.get_weights() for layer in keras_model.layers}
+            assert_bit_exact(replica.from_keras(every), state)
             found |= {k: rel_max(got[k], got[f"keras {k}"]) for k in ("logits", "cam")}
             grad32 = got["grad"]
         found[f"grad {dtype}"] = rel_l2(got["grad"], got["keras grad"])
@@ -156,19 +135,11 @@ def assert_bit_exact(back: dict[str, np.ndarray], state: dict[str, np.ndarray]) 
         assert back[key].tobytes() == value.tobytes(), key
 
 
-def seeded(factory: Callable[[], Any], seed: int = 0) -> Any:
-    import torch
-
+def seeded(factory: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     model = factory()
     randomize_batchnorm(model, seed + 1)
     return model.eval()
-
-
-def replica(name: str) -> Any:
-    from gbp_cli.backends.replicas import REPLICAS
-
-    return REPLICAS[name]
 
 
 # --- the same function ---
@@ -184,12 +155,8 @@ def replica(name: str) -> Any:
     ],
 )
 def test_resnet_twin_computes_what_torchvision_computes(
-    twins: Any, arch: str, layers: tuple[int, ...] | None, num_classes: int, size: int
+    arch: str, layers: tuple[int, ...] | None, num_classes: int, size: int
 ) -> None:
-    from torchvision import models
-    from torchvision.models import resnet
-
-    keras_resnet, _ = twins
     if layers is None:
         model = seeded(lambda: getattr(models, arch)(num_classes=num_classes))
         make = lambda: keras_resnet.build(arch, num_classes, size)  # noqa: E731
@@ -197,16 +164,13 @@ def test_resnet_twin_computes_what_torchvision_computes(
         block = resnet.BasicBlock if arch == "basic" else resnet.Bottleneck
         model = seeded(lambda: resnet.ResNet(block, list(layers), num_classes=num_classes))
         make = lambda: keras_resnet.resnet(arch, layers, num_classes, size)  # noqa: E731
-    print(arch, layers, check_twin(model, make, replica("resnet18"), size))
+    print(arch, layers, check_twin(model, make, "resnet18", size))
 
 
-def narrow_vgg(num_classes: int = 10, hidden: int = 32) -> Any:
+def narrow_vgg(num_classes: int = 10, hidden: int = 32) -> nn.Module:
     """torchvision's VGG over NARROW_VGG with a narrow classifier (its own is fixed at 4096)."""
-    from torch import nn
-    from torchvision.models import vgg
-
     model = vgg.VGG(vgg.make_layers(list(NARROW_VGG)), init_weights=False)
-    flat = NARROW_VGG[-2] * 7 * 7  # type: ignore[operator]
+    flat = int(NARROW_VGG[-2]) * 7 * 7
     model.classifier = nn.Sequential(
         *(nn.Linear(flat, hidden), nn.ReLU(True), nn.Dropout()),
         *(nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout()),
@@ -216,37 +180,31 @@ def narrow_vgg(num_classes: int = 10, hidden: int = 32) -> Any:
 
 
 @pytest.mark.parametrize("size", [28, 56])  # a 7×7 map (pool = identity), a 14×14 one (2×2 mean)
-def test_vgg_twin_computes_what_torchvision_computes(twins: Any, size: int) -> None:
-    _, keras_vgg = twins
-    model = seeded(narrow_vgg)
+def test_vgg_twin_computes_what_torchvision_computes(size: int) -> None:
     make = lambda: keras_vgg.vgg(NARROW_VGG, 10, size, hidden=32)  # noqa: E731
-    print("vgg", NARROW_VGG, size, check_twin(model, make, replica("vgg16"), size))
+    print("vgg", NARROW_VGG, size, check_twin(seeded(narrow_vgg), make, "vgg16", size))
 
 
-def test_vgg_twin_needs_the_first_dense_rows_permuted(
-    twins: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_vgg_twin_needs_the_first_dense_rows_permuted(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keras flattens (H, W, C), torch (C, H, W): without the permutation the round trip is still
     exact, but the function is not the same."""
-    _, keras_vgg = twins
     model = seeded(narrow_vgg)
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
     x = np.random.default_rng(0).standard_normal((2, 3, 28, 28)).astype(np.float32)
     logits = {}
     for permuted in (True, False):
         if not permuted:
             monkeypatch.setattr(keras_vgg, "_kernel_rows", lambda w, _: w.T.copy())
             monkeypatch.setattr(keras_vgg, "_weight_columns", lambda k, _: k.T.copy())
-        keras_model = keras_vgg.vgg(NARROW_VGG, 10, 28, hidden=32)
-        state = torch_state(model)
         assert_bit_exact(keras_vgg.from_keras(keras_vgg.to_keras(state)), state)
+        keras_model = keras_vgg.vgg(NARROW_VGG, 10, 28, hidden=32)
         load(keras_model, keras_vgg.to_keras(state))
         got = run(model, keras_model, "features", x)
         logits[permuted] = rel_max(got["logits"], got["keras logits"])
     assert logits[True] <= 1e-5 and logits[False] > 1e-2, logits
 
 
-def test_vgg_twin_refuses_sizes_where_adaptive_pooling_is_uneven(twins: Any) -> None:
-    _, keras_vgg = twins
+def test_vgg_twin_refuses_sizes_where_adaptive_pooling_is_uneven() -> None:
     with pytest.raises(ValueError, match="8×8 feature map"):
         keras_vgg.vgg(NARROW_VGG, 10, 32, hidden=8)
 
@@ -254,79 +212,55 @@ def test_vgg_twin_refuses_sizes_where_adaptive_pooling_is_uneven(twins: Any) -> 
 # --- every depth, by structure ---
 
 
-def meta_model(arch: str, num_classes: int = 1000) -> Any:
-    """torchvision's `arch` on the meta device: its keys, shapes and forward, no memory."""
-    import torch
-    from torchvision import models
-
+def meta_state(arch: str, num_classes: int = 1000) -> tuple[nn.Module, dict[str, Any]]:
+    """torchvision's `arch` on the meta device: keys, shapes and a forward pass, no memory."""
     with torch.device("meta"):
-        return getattr(models, arch)(num_classes=num_classes).eval()
+        model = getattr(models, arch)(num_classes=num_classes).eval()
+    return model, model.state_dict()
 
 
 def mine(state: dict[str, Any]) -> list[str]:
-    from gbp_cli.backends.replicas import REPLICAS
-
     return [name for name in ARCHS if REPLICAS[name].matches(state)]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_every_depth_is_recognized_filled_and_round_tripped(twins: Any, arch: str) -> None:
-    """Meta-device state_dicts give keys and shapes; random arrays of those shapes go to Keras,
-    fill every weighted layer of the built twin, and come back bit-exact; torch's forward
-    applies as many ReLUs as the twin has (vgg16: 15, resnet18: 17)."""
-    import keras
-    import torch
-
-    model = meta_model(arch, num_classes=7)
-    state = model.state_dict()
-    assert mine(state) == [arch] and replica(arch).num_classes(state) == 7
+def test_every_depth_is_recognized_filled_and_round_tripped(arch: str) -> None:
+    """Random arrays of the meta state_dict's shapes go to Keras, fill every weighted layer of
+    the built twin, and come back bit-exact; torch applies as many ReLUs as the twin has."""
+    model, state = meta_state(arch, num_classes=7)
+    replica = REPLICAS[arch]
+    assert mine(state) == [arch] and replica.num_classes(state) == 7
+    assert mine({f"module.{k}": v for k, v in state.items()}) == []  # wrapped: not as such
+    assert mine(dict(list(state.items())[:-4])) == []  # truncated
     rng = np.random.default_rng(0)
     arrays = {
         k: np.zeros((), np.int64) if v.dtype == torch.int64 else rng.random(v.shape, np.float32)
         for k, v in state.items()
     }
-    weights = replica(arch).to_keras(arrays)
-    assert_bit_exact(replica(arch).from_keras(weights), arrays)
-    keras_model = replica(arch).build(7)
+    weights = replica.to_keras(arrays)
+    assert_bit_exact(replica.from_keras(weights), arrays)
+    keras_model = replica.build(7)
     load(keras_model, weights)
     relus = sum(isinstance(layer, keras.layers.ReLU) for layer in keras_model.layers)
     assert relu_calls(model, torch.zeros(1, 3, 224, 224, device="meta")) == relus
     assert {"resnet18": 17, "resnet50": 49, "vgg16": 15, "vgg19": 18}.get(arch, relus) == relus
-    assert keras_model.get_layer(replica(arch).cam_layer).output.shape == (
-        None,
-        7,
-        7,
-        512 * (4 if arch in ("resnet50", "resnet101", "resnet152") else 1),
-    )
+    channels = 2048 if arch in ("resnet50", "resnet101", "resnet152") else 512
+    assert keras_model.get_layer(replica.cam_layer).output.shape == (None, 7, 7, channels)
 
 
-@pytest.mark.parametrize(
-    "arch", ["wide_resnet50_2", "resnext50_32x4d", "vgg16_bn", "vgg11", "densenet121"]
-)
-def test_lookalikes_are_not_taken_for_a_replica(twins: Any, arch: str) -> None:
+@pytest.mark.parametrize("arch", LOOKALIKES)
+def test_lookalikes_are_not_taken_for_a_replica(arch: str) -> None:
     """Same keys, other widths (wide, ResNeXt); BatchNorm in the features; another depth."""
-    assert mine(meta_model(arch).state_dict()) == []
-
-
-def test_a_prefixed_or_truncated_state_dict_is_not_taken(twins: Any) -> None:
-    state = meta_model("resnet18").state_dict()
-    assert mine({f"module.{k}": v for k, v in state.items()}) == []
-    assert mine({k: v for k, v in state.items() if not k.startswith("layer4.1.")}) == []
+    assert mine(meta_state(arch)[1]) == []
 
 
 # --- the stem's max-pool, and saving ---
 
 
 @pytest.mark.parametrize("side", [16, 15])
-def test_stem_max_pool_pads_with_minus_inf_as_torch_does(twins: Any, side: int) -> None:
+def test_stem_max_pool_pads_with_minus_inf_as_torch_does(side: int) -> None:
     """A ReLU output with all-zero windows at the border: forward and gradient as torch's
     MaxPool2d(3, 2, padding=1), whose −inf padding never takes a tie."""
-    import keras
-    import tensorflow as tf
-    import torch
-    import torch.nn.functional as F
-
-    keras_resnet, _ = twins
     rng = np.random.default_rng(side)
     x = np.maximum(rng.standard_normal((2, 4, side, side)), 0).astype(np.float32)
     x[:, :, :4, :] = 0  # whole windows of ties along the top
@@ -342,21 +276,16 @@ def test_stem_max_pool_pads_with_minus_inf_as_torch_does(twins: Any, side: int) 
         tape.watch(xk)
         yk = pool(xk)
         picked = tf.reduce_sum(yk * upstream.transpose(0, 2, 3, 1))
-    grad = tape.gradient(picked, xk).numpy().transpose(0, 3, 1, 2)
-    np.testing.assert_array_equal(yk.numpy().transpose(0, 3, 1, 2), yt.detach().numpy())
+    grad = tape.gradient(picked, xk).numpy().transpose(NCHW)
+    np.testing.assert_array_equal(yk.numpy().transpose(NCHW), yt.detach().numpy())
     np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-6, atol=1e-6)
 
 
-def test_a_saved_twin_loads_in_safe_mode(twins: Any, tmp_path: Path) -> None:
+def test_a_saved_twin_loads_in_safe_mode(tmp_path: Path) -> None:
     """Built-in layers only: nothing to register, nothing unsafe to deserialize."""
-    import keras
-
-    keras_resnet, keras_vgg = twins
     x = np.random.default_rng(0).random((1, 28, 28, 3), np.float32)
-    for model in (
-        keras_resnet.resnet("basic", (1, 1, 1, 1), 5, 28),
-        keras_vgg.vgg(NARROW_VGG, 5, 28, 8),
-    ):
+    resnet_twin = keras_resnet.resnet("basic", (1, 1, 1, 1), 5, 28)
+    for model in (resnet_twin, keras_vgg.vgg(NARROW_VGG, 5, 28, 8)):
         model.save(tmp_path / "twin.keras")
         again = keras.saving.load_model(tmp_path / "twin.keras", safe_mode=True, compile=False)
         np.testing.assert_array_equal(again(x, training=False), model(x, training=False))

@@ -114,7 +114,7 @@ def test_a_keras_model_file_loads_in_safe_mode_and_counts_unreachable_relus(tmp_
     assert "1 ReLU (unreachable) (hidden" in one_line(refused.stderr)  # never silently wrong
     result = gbp(*args, "--out", tmp_path / "out", "--other-activations", "gradient")
     assert result.exit_code == 0, result.output
-    assert "1 ReLU (unreachable) (hidden) keep their ordinary gradient" in result.stderr
+    assert "1 ReLU (unreachable) left with their ordinary gradient" in result.stdout
     assert "1 ReLUs" in result.stdout  # the Conv2D's; the hidden one is named above, not counted
 
     unsafe = tmp_path / "lambda.keras"

@@ -4,10 +4,14 @@ users must hear before trusting an output."""
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
+
+import click
 
 from gbp_cli.backends import WeightsSpec
 from gbp_cli.backends.base import ModelSpec
 from gbp_cli.errors import GbpError
+from gbp_cli.labels import imagenet_classes, load_labels, resolve_target
 from gbp_cli.loading import RANDOM_WARNING, announce, load_model  # noqa: F401  (shared)
 from gbp_cli.settings import Rendering
 
@@ -69,3 +73,19 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 1 <= index <= count:
         raise GbpError(f"--shard {text!r}: I must be in 1..N (shares count from 1)")
     return index, count
+
+
+def early_target(target: str | None, labels: Path | None, spec: WeightsSpec) -> int | None:
+    """Resolve `--target` before any framework loads, and say which class a name meant."""
+    if target is None:
+        return None
+    if labels is not None:
+        names = load_labels(labels, None)
+    elif spec.kind != "file":
+        names = imagenet_classes()
+    else:
+        return None  # a checkpoint's own classes: resolved once the model is loaded
+    index = resolve_target(target, names)
+    if not target.strip().isdigit():
+        click.echo(f"gbp: --target {target!r} is class {index}, {names[index]}", err=True)
+    return index

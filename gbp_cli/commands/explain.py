@@ -20,6 +20,7 @@ from gbp_cli.backends import ModelInfo, WeightsSpec
 from gbp_cli.backends.base import ModelSpec
 from gbp_cli.commands.common import (
     check_colormap,
+    early_target,
     model_spec,
     parse_shard,
     unique,
@@ -27,9 +28,10 @@ from gbp_cli.commands.common import (
 )
 from gbp_cli.errors import GbpError, RunStopped
 from gbp_cli.inputs import STDIN, STDOUT, Source, discover, in_shard, walk
-from gbp_cli.labels import imagenet_classes, load_labels, resolve_target
+from gbp_cli.labels import load_labels, resolve_target
 from gbp_cli.loading import load_model
 from gbp_cli.naming import Outputs
+from gbp_cli.outputs_record import model_record
 from gbp_cli.settings import Rendering, Smoothing
 
 
@@ -113,7 +115,7 @@ def explain_command(
     validate(request)
     if dry_run and request.report:
         raise GbpError("--dry-run writes nothing, so it cannot --report: give one of them")
-    target = early_target(request)
+    target = early_target(request.target, request.labels, request.spec)
     if dry_run:
         from gbp_cli.preview import preview, show
 
@@ -142,22 +144,6 @@ def validate(request: Request) -> None:
             raise GbpError("--report writes a page into an output folder: not with -o -")
     elif out.exists() and not out.is_dir():
         raise GbpError(f"-o {out}: exists and is not a folder")
-
-
-def early_target(request: Request) -> int | None:
-    """Resolve `--target` before any framework loads, and say which class a name meant."""
-    if request.target is None:
-        return None
-    if request.labels is not None:
-        names = load_labels(request.labels, None)
-    elif request.spec.kind != "file":
-        names = imagenet_classes()
-    else:
-        return None  # a checkpoint's own classes: resolved once the model is loaded
-    index = resolve_target(request.target, names)
-    if not request.target.strip().isdigit():
-        click.echo(f"gbp: --target {request.target!r} is class {index}, {names[index]}", err=True)
-    return index
 
 
 def plan(request: Request, failed: Callable[[Source, str], None]) -> tuple[Iterable[Source], int]:
@@ -222,22 +208,7 @@ def planner_for(
 
 def model_settings(request: Request) -> dict[str, str]:
     """What every output records about the model: a different one makes old outputs stale."""
-    spec = request.spec
-    weights = spec.describe()
-    if spec.kind == "file" and spec.path is not None:
-        from gbp_cli.records import sha256_file
-
-        weights = f"{spec.path.name} sha256:{sha256_file(spec.path)[:16]}"
-    model = request.model
-    settings = {"backend": request.backend, "model": model.name, "weights": weights}
-    settings["precision"] = request.precision
-    if model.input_size or model.normalize:
-        settings["input"] = f"{model.input_size or 224} {model.normalize or 'imagenet'}"
-    if model.other_activations != "refuse":
-        settings["other activations"] = model.other_activations
-    if model.cam_layer:
-        settings["cam layer"] = model.cam_layer
-    return settings
+    return model_record(request.backend, request.model, request.spec, request.precision)
 
 
 def execute(
