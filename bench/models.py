@@ -170,6 +170,7 @@ def main() -> None:
     parser.add_argument("--readme", action="store_true")
     parser.add_argument("--case", nargs=2, metavar=("KIND", "MODEL"))
     parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--tf", action="store_true", help="also time the TF backend's twins")
     args = parser.parse_args()
     if args.case:
         kind, name = args.case
@@ -178,9 +179,11 @@ def main() -> None:
     rows = []
     for name in args.models:
         row = run("torch", name, args.repeat)
-        if "torch_error" not in row:
+        if "torch_error" in row:
+            continue
+        if args.tf:
             row.update({k: v for k, v in run("tf", name, args.repeat).items() if k != "model"})
-            rows.append(row)
+        rows.append(row)
     machine = f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores"
     header = (
         f"Measured by `python bench/models.py` on {machine} (cpu), "

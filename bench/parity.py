@@ -2,8 +2,9 @@
 
     pip install -e '.[all]' && python bench/parity.py [--models resnet18 …]
 
-Each torchvision network gets seeded weights whose BatchNorm statistics and affine terms are not
-trivial (as a trained network's are), saved as a state_dict; EfficientNet-Lite0 uses its trained
+Each torchvision network gets seeded weights whose BatchNorm affine terms are drawn and whose
+statistics are measured on the sample photos, as training leaves them (not the trivial 0 and 1),
+saved as a state_dict; EfficientNet-Lite0 uses its trained
 weights. Then `gbp parity --model NAME --weights FILE` runs every method, in its own process, and
 its lines are kept in bench/parity-NAME.txt with the command that made them; a summary (the
 largest figure per method) goes to bench/results-parity.md.
@@ -42,19 +43,35 @@ def seeded(name: str, folder: Path) -> str:
     from torchvision import models
 
     torch.manual_seed(0)
-    model = models.get_model(name).eval()
+    model = models.get_model(name)
     generator = torch.Generator().manual_seed(1)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+        for module in norms:  # affine terms of a trained network's size, not 1 and 0
+            module.weight.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+            module.bias.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+            module.momentum = None  # a plain average over the calibration batch
+        # Statistics as training leaves them: measured on real photos, so that activations stay
+        # in range through 150 layers (seeded random statistics make deep ResNets overflow).
+        model.train()(calibration_batch())
+    model.eval()
     path = folder / f"{name}-seeded.pth"
     torch.save(model.state_dict(), path)
     return str(path)
+
+
+def calibration_batch():
+    """The sample photos and flipped copies, as torchvision models take them."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from gbp_cli.preprocess import prepare
+
+    paths = sorted(p for p in (ROOT / "sample_images").iterdir() if p.suffix in (".png", ".jpg"))
+    arrays = [prepare(p, "crop").array for p in paths]
+    arrays += [a[:, ::-1] for a in arrays]
+    return torch.from_numpy(np.ascontiguousarray(np.stack(arrays))).permute(0, 3, 1, 2)
 
 
 def parity(name: str, weights: str) -> list[str]:
