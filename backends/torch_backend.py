@@ -271,9 +271,6 @@ def load(
     if mode not in MODES:
         raise BackendError(f"the torch backend has no execution mode {mode!r} (only 'auto')")
     resolved = resolve_device(device)
-    # Subnormal floats cost tens of times more on CPUs, and randomized or untrained networks
-    # produce many (gbp sanity's cascade ran 8× slower); a map has no use for them.
-    torch.set_flush_denormal(True)
     built = build(model, weights)
     module = prepare(built.module, resolved)
     found = probe(module, built.preprocessing.size, built.name, model.cam_layer)

@@ -143,11 +143,19 @@ def run(kind: str, name: str, repeat: int) -> dict:
     return json.loads(lines[-1])
 
 
+def twin(name: str) -> bool:
+    """Whether the TF backend holds the very same network (a DenseNet or a replica)."""
+    from gbp_cli.backends.densenet import BLOCKS
+    from gbp_cli.backends.replicas import load_all
+
+    return name in BLOCKS or name in load_all()
+
+
 def table(rows: list[dict]) -> str:
     head = (
         "| model | overridden | other activations | input | gbp ms/image (method) | floor | "
-        "gbp / floor | Captum ms/image | Captum's map vs gbp's | TF ms/image |\n"
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        "gbp / floor | Captum ms/image | Captum's map vs gbp's | TF ms/image | TF twin |\n"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n"
     )
     lines = []
     for r in rows:
@@ -159,7 +167,7 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['model']} | {ruled or '–'} | {other} | {r['input']} | "
             f"{r['gbp_ms']:.0f} ({r['method']}) | {r['floor_ms']:.0f} | {r['ratio']:.2f}× | "
-            f"{captum} | {distance} | {tf} |"
+            f"{captum} | {distance} | {tf} | {'yes' if twin(r['model']) else 'no'} |"
         )
     return head + "\n".join(lines) + "\n"
 
@@ -171,12 +179,16 @@ def main() -> None:
     parser.add_argument("--case", nargs=2, metavar=("KIND", "MODEL"))
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--tf", action="store_true", help="also time the TF backend's twins")
+    parser.add_argument("--table", action="store_true", help="redo the table from the JSON")
     args = parser.parse_args()
     if args.case:
         kind, name = args.case
         print(json.dumps((torch_case if kind == "torch" else tf_case)(name, args.repeat)))
         return
     rows = []
+    if args.table:
+        rows = json.loads((HERE / "results-models.json").read_text())
+        args.models = []
     for name in args.models:
         row = run("torch", name, args.repeat)
         if "torch_error" in row:

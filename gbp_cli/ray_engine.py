@@ -9,8 +9,12 @@ Reporter and summary, so both engines give the same lines, the same files and th
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import math
 import os
+import sys
+import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -149,6 +153,7 @@ def run(
     smoothing = job.planner.outputs.smoothing
     rest = 1.0 - 1.0 / (1 + (smoothing.samples if smoothing else 0))  # the model's share
     batches = None
+    started = time.time()
     try:
         groups = cut(list(sources), job)
         if not groups:
@@ -175,7 +180,20 @@ def run(
             batches.close()  # Ctrl-C or a stop: Ray Data cancels its tasks, which clean up
         if model.started_ray:  # no worker outlives the run
             ray.shutdown()
+        if sys.exc_info()[0] is not None:  # stopped: what killed workers left half-written
+            sweep(job.planner, started)
     return summary
+
+
+def sweep(planner: Planner, since: float) -> None:
+    """Temp files of this run's own outputs that a worker killed mid-write left behind (the
+    local engine's writers unwind and remove theirs; a killed Ray worker cannot)."""
+    for claimed in list(planner._claims):
+        folder, name = os.path.split(claimed)
+        for leftover in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}*.part")):
+            with contextlib.suppress(OSError):
+                if os.stat(leftover).st_mtime >= since:
+                    os.unlink(leftover)
 
 
 @dataclass

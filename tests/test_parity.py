@@ -199,8 +199,9 @@ def test_parity_on_the_networks_people_use(name: str, tmp_path: Path) -> None:
     assert len(rows) == 5
     for _, method, _, logits, saliency, verdict in rows:
         assert float(logits.split()[1]) <= PROMISED["logits"]
-        assert 0 < float(saliency.split()[1]) <= PROMISED[method], (method, saliency)
+        assert float(saliency.split()[1]) <= PROMISED[method], (method, saliency)
         assert verdict == "ok"
+    assert float(rows[0][4].split()[1]) > 0  # two frameworks, not one result with itself
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
