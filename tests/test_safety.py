@@ -120,11 +120,7 @@ def test_top_k_names_hold_the_class_and_a_rerun_keeps_them(
 
 
 @pytest.mark.sanity
-@pytest.mark.torch
 def test_sanity_into_an_existing_folder_follows_the_same_rule(tmp_path: Path) -> None:
-    from gbp_cli import backends
-
-    backends.BACKENDS["torch"] = (("gbp_cli.backends.torch_backend",), (), "torch")  # real one
     photo = make_photo(tmp_path / "p.png", size=(64, 64))
     out = tmp_path / "s"
     args = ["sanity", photo, "--method", "vanilla", "-o", out]
