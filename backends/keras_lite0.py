@@ -16,10 +16,8 @@ the head BatchNorm's output, before the final ReLU6.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
-
-import numpy as np
 
 from .base import Preprocessing
 from .keras_mobilenet import (
@@ -29,13 +27,10 @@ from .keras_mobilenet import (
     conv,
     depthwise,
     head,
-    head_rows,
     relu6,
-    table_from_keras,
-    table_matches,
-    table_to_keras,
+    table_functions,
 )
-from .replicas import KerasWeights, Replica, State, register
+from .replicas import Replica, register
 
 NAME = "efficientnet_lite0"
 # The official Lite preprocessing, (pixels − 127) / 128 at 224 of 256, as backends/lite0_torch.py.
@@ -131,25 +126,8 @@ def build(num_classes: int = 1000, size: int | None = IMAGE_SIZE) -> Any:
     return keras.Model(inputs, logits, name=NAME)
 
 
-def to_keras(state: Mapping[str, Any]) -> KerasWeights:
-    """The package's state_dict → Keras weights by layer name."""
-    return table_to_keras(layers(num_classes(state)), state)
-
-
-def from_keras(weights: Mapping[str, list[np.ndarray]]) -> State:
-    """Keras weights by layer name → the package's state_dict; the exact inverse."""
-    return table_from_keras(layers(int(np.shape(weights["fc"][0])[1])), weights)
-
-
-def matches(state: Mapping[str, Any]) -> bool:
-    """Whether a state_dict is the package's EfficientNet-Lite0, any class count."""
-    rows = head_rows(state, "_fc.weight")
-    return rows is not None and table_matches(layers(rows), state)
-
-
-def num_classes(state: Mapping[str, Any]) -> int:
-    return int(state["_fc.weight"].shape[0])
-
+# The package's EfficientNet-Lite0, any class count; the round trip is exact.
+to_keras, from_keras, matches, num_classes = table_functions(layers, "_fc.weight", "fc")
 
 REPLICA = register(
     Replica(

@@ -13,7 +13,7 @@ layers and the conversion written over it are shared with the EfficientNet-Lite0
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -227,25 +227,32 @@ def build(num_classes: int = 1000, size: int | None = 224) -> Any:
     return keras.Model(inputs, logits, name=NAME)
 
 
-def to_keras(state: Mapping[str, Any]) -> KerasWeights:
-    """A torchvision mobilenet_v2 state_dict → Keras weights by layer name."""
-    return table_to_keras(layers(num_classes(state)), state)
+def table_functions(
+    table: Callable[[int], Iterable[Layer]], torch_head: str, keras_head: str
+) -> tuple[Callable, Callable, Callable, Callable]:
+    """to_keras, from_keras, matches and num_classes of a network its weight table describes:
+    `torch_head` is the classifier's weight in the state_dict, `keras_head` its Keras layer."""
+
+    def num_classes(state: Mapping[str, Any]) -> int:
+        return int(state[torch_head].shape[0])
+
+    def to_keras(state: Mapping[str, Any]) -> KerasWeights:
+        return table_to_keras(table(num_classes(state)), state)
+
+    def from_keras(weights: Mapping[str, list[np.ndarray]]) -> State:
+        return table_from_keras(table(int(np.shape(weights[keras_head][0])[1])), weights)
+
+    def matches(state: Mapping[str, Any]) -> bool:
+        rows = head_rows(state, torch_head)
+        return rows is not None and table_matches(table(rows), state)
+
+    return to_keras, from_keras, matches, num_classes
 
 
-def from_keras(weights: Mapping[str, list[np.ndarray]]) -> State:
-    """Keras weights by layer name → a torchvision mobilenet_v2 state_dict; exact inverse."""
-    return table_from_keras(layers(int(np.shape(weights["classifier_1"][0])[1])), weights)
-
-
-def matches(state: Mapping[str, Any]) -> bool:
-    """Whether a state_dict is torchvision's mobilenet_v2 (width 1.0), any class count."""
-    rows = head_rows(state, "classifier.1.weight")
-    return rows is not None and table_matches(layers(rows), state)
-
-
-def num_classes(state: Mapping[str, Any]) -> int:
-    return int(state["classifier.1.weight"].shape[0])
-
+# torchvision's mobilenet_v2 (width 1.0), any class count; the round trip is exact.
+to_keras, from_keras, matches, num_classes = table_functions(
+    layers, "classifier.1.weight", "classifier_1"
+)
 
 REPLICA = register(
     Replica(
