@@ -265,9 +265,7 @@ def test_the_python_api_writes_what_gbp_explain_writes(tmp_path: Path) -> None:
     assert cli.exit_code == 0
     saliency = Saliency("guided", weights="random", out=tmp_path / "api", formats=["npy"])
     batch = {"path": np.array([*paths, str(folder / "missing.png")], dtype=object)}
-    start = time.perf_counter()
     rows = saliency(batch)
-    assert time.perf_counter() - start < 10
     assert list(rows["error"][:3]) == ["", "", ""] and rows["error"][3] == "no such file"
     assert rows["class"][3] == -1 and not rows["guided"][3].any()
     api, cli_files = files(tmp_path / "api"), files(tmp_path / "cli")
