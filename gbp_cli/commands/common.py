@@ -12,7 +12,6 @@ from gbp_cli.backends import WeightsSpec
 from gbp_cli.backends.base import ModelSpec
 from gbp_cli.errors import GbpError
 from gbp_cli.labels import imagenet_classes, load_labels, resolve_target
-from gbp_cli.loading import RANDOM_WARNING, announce, load_model  # noqa: F401  (shared)
 from gbp_cli.settings import Rendering
 
 
