@@ -12,6 +12,8 @@ if TYPE_CHECKING:  # numpy only in annotations: `gbp --help` need not import it
     import numpy as np
 
 RANDOM_SEED = 0
+# fp32 the default; bf16 for speed (maps returned in fp32); fp64 for checking (gbp parity).
+PRECISIONS = ("fp32", "bf16", "fp64")
 DISTRIBUTION = "gbp-saliency"  # what `pip install` calls gbp (the name `gbp` is taken on PyPI)
 
 
@@ -89,6 +91,13 @@ class Preprocessing:
     name: str = "imagenet"  # for metadata: imagenet | caffe | tf | none | lite | …
 
 
+def precise(precision: str) -> str:
+    """`precision`, if a backend can compute in it (checked before a model is built)."""
+    if precision not in PRECISIONS:
+        raise BackendError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return precision
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What was loaded, for result lines, JSON and PNG metadata."""
@@ -98,7 +107,7 @@ class ModelInfo:
     num_classes: int
     weights: WeightsSpec
     device: str
-    precision: str = "fp32"  # or "bf16": computed in bfloat16, gradients and maps returned in fp32
+    precision: str = "fp32"  # one of PRECISIONS
     warnings: tuple[str, ...] = ()  # things the user must hear, e.g. ReLUs that were not reached
     preprocessing: Preprocessing = Preprocessing()
     # Activations seen in one forward pass, by kind ("ReLU", "ReLU6", "SiLU", …), and for kinds

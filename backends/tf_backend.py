@@ -17,7 +17,7 @@ from . import tf_env  # noqa: F401  (first: it imports TensorFlow quietly and sa
 import numpy as np
 import tensorflow as tf
 
-from .base import Backend, BackendError, Explanation, ModelInfo, ModelSpec, WeightsSpec
+from .base import Backend, BackendError, Explanation, ModelInfo, ModelSpec, WeightsSpec, precise
 from .rules import OTHER_ACTIVATIONS, RULES
 from .tf_models import Built, build, find_cam_layer, wrapped
 from .tf_relus import ReluRules, account, hook_output, refusal, walk
@@ -198,7 +198,7 @@ class TFBackend(Backend):
             if self.mode == "eager":
                 self._functions[key] = run
             else:
-                spec = [tf.TensorSpec([None, *self.model.inputs[0].shape[1:]], tf.float32)]
+                spec = [tf.TensorSpec([None, *self.model.inputs[0].shape[1:]], self.dtype)]
                 if given:
                     spec.append(tf.TensorSpec([None, k], tf.int32))
                 self._functions[key] = tf.function(
@@ -217,7 +217,7 @@ class TFBackend(Backend):
         self.check(methods, cam)
         n = len(images)
         k = top_k if targets is None else targets.shape[1]
-        batch = np.asarray(images, dtype=np.float32)  # becomes a tf.Tensor below
+        batch = np.asarray(images, dtype=self.dtype.as_numpy_dtype)  # a tf.Tensor below
         wanted = None if targets is None else np.asarray(targets, dtype=np.int32)
         if self.mode == "xla" and n < self.batch_size:  # one static shape: one compile
             batch = np.concatenate(
@@ -235,19 +235,23 @@ class TFBackend(Backend):
         ruled = any(RULES[m] != RULES["vanilla"] for m in methods)
         unruled = self.info.unruled if ruled else {}
         return Explanation(
-            logits=logits.numpy()[:n].astype(np.float32),
+            logits=self._array(logits)[:n],
             targets=chosen.numpy()[:n].astype(np.int64),
             saliency={m: g.numpy()[:n] for m, g in saliency.items()},
             relus=dict(relus),
             activations={m: dict(c) for m, c in kinds.items()},
             ordinary={kind: self.info.activations[kind] for kind in unruled},
-            features=_float32(features[0])[:n] if cam else None,
-            feature_grads=_float32(features[1])[:n] if cam else None,
+            features=self._array(features[0])[:n] if cam else None,
+            feature_grads=self._array(features[1])[:n] if cam else None,
         )
 
+    @property
+    def dtype(self) -> tf.DType:
+        """What the model takes and the maps come back in: float64 for fp64, else float32."""
+        return tf.float64 if self.info.precision == "fp64" else tf.float32
 
-def _float32(tensor: tf.Tensor) -> np.ndarray:
-    return tf.cast(tensor, tf.float32).numpy()
+    def _array(self, tensor: tf.Tensor) -> np.ndarray:
+        return tf.cast(tensor, self.dtype).numpy()
 
 
 def load(
@@ -258,20 +262,24 @@ def load(
     model: ModelSpec = ModelSpec(),  # noqa: B008  (frozen: one shared default is safe)
 ) -> TFBackend:
     """Build the Keras model `model` names, with `weights`; bf16 builds it under Keras's mixed
-    policy."""
+    policy, fp64 under float64."""
     import keras
 
     check_mode(mode)  # before the model is built, which takes seconds
     check_policy(model.other_activations)
+    precise(precision)
     placement = resolve_device(device)
-    previous = keras.config.dtype_policy()
-    if precision == "bf16":
-        keras.config.set_dtype_policy("mixed_bfloat16")
+    previous = keras.config.floatx(), keras.config.dtype_policy()
+    policy = {"bf16": "mixed_bfloat16", "fp64": "float64"}.get(precision, previous[1])
+    keras.config.set_dtype_policy(policy)
+    if precision == "fp64":  # a model's Input takes floatx: float64 all the way from the input
+        keras.config.set_floatx("float64")
     try:
         with tf.device(placement):
             built = build(model, weights)
     finally:
-        keras.config.set_dtype_policy(previous)
+        keras.config.set_floatx(previous[0])
+        keras.config.set_dtype_policy(previous[1])
     device_type = "cuda" if "GPU" in placement else "cpu"
     return TFBackend(built, built.info(device_type, precision), placement, mode, model)
 

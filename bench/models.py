@@ -28,8 +28,13 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 MODELS = (
+    "resnet18",
+    "resnet34",
     "resnet50",
+    "resnet101",
+    "resnet152",
     "vgg16",
+    "vgg19",
     "mobilenet_v2",
     "efficientnet_b0",
     "convnext_tiny",
@@ -115,20 +120,24 @@ def torch_case(name: str, repeat: int) -> dict:
 
 
 def tf_case(name: str, repeat: int) -> dict:
-    """gbp's TensorFlow guided pass on the same network, if the TF backend has it."""
+    """gbp's TensorFlow guided pass on the same network, if the TF backend has it, and its
+    vanilla pass beside it (the same graph with the ordinary rule: what the override costs)."""
     from gbp_cli.backends import open_backend
     from gbp_cli.backends.base import ModelSpec
 
     backend = open_backend("tf", _weights(name), "cpu", mode="graph", model=ModelSpec(name))
     x = _photos(backend, BATCH)
     backend.plan(1000, BATCH)
-    backend.explain(x, ["guided"])
-    times = []
+    times: dict[str, list[float]] = {"guided": [], "vanilla": []}
+    for method in times:
+        backend.explain(x, [method])
     for _ in range(repeat):
-        start = time.perf_counter()
-        backend.explain(x, ["guided"])
-        times.append(time.perf_counter() - start)
-    return {"model": name, "tf_ms": statistics.median(times) * 1000 / BATCH}
+        for method, kept in times.items():
+            start = time.perf_counter()
+            backend.explain(x, [method])
+            kept.append(time.perf_counter() - start)
+    ms = {k: statistics.median(v) * 1000 / BATCH for k, v in times.items()}
+    return {"model": name, "tf_ms": ms["guided"], "tf_vanilla_ms": ms["vanilla"]}
 
 
 def run(kind: str, name: str, repeat: int) -> dict:
@@ -151,11 +160,28 @@ def twin(name: str) -> bool:
     return name in BLOCKS or name in load_all()
 
 
+def parity_figures(name: str) -> str:
+    """`gbp parity`'s largest guided and vanilla figures in float32, and its largest in float64,
+    from bench/parity-NAME.txt (python bench/parity.py), for a network identical in both."""
+    from parity import worst
+
+    kept = HERE / f"parity-{name}.txt"
+    if not twin(name):
+        return "no"
+    if not kept.is_file():
+        return "yes (parity not measured)"
+    fp32, _, fp64 = kept.read_text().strip().partition("\n\n")
+    single, double = worst(fp32.splitlines()), worst(fp64.splitlines())
+    largest = max(double[k] for k in double if k not in ("ok", "torch", "tf"))
+    return f"yes: {single['guided']:.0e} / {single['vanilla']:.0e} / {largest:.0e}"
+
+
 def table(rows: list[dict]) -> str:
     head = (
         "| model | overridden | other activations | input | gbp ms/image (method) | floor | "
-        "gbp / floor | Captum ms/image | Captum's map vs gbp's | TF ms/image | TF twin |\n"
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n"
+        "gbp / floor | Captum ms/image | Captum's map vs gbp's | TF guided ms/image | TF / torch "
+        "| identical in TF: parity guided / vanilla / fp64 |\n"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
     )
     lines = []
     for r in rows:
@@ -164,10 +190,11 @@ def table(rows: list[dict]) -> str:
         captum = f"{r['captum_ms']:.0f}" if r.get("captum_ms") else "–"
         distance = f"{r['captum_relative_l2']:.3f}" if "captum_relative_l2" in r else "–"
         tf = f"{r['tf_ms']:.0f}" if r.get("tf_ms") else "–"
+        tf_ratio = f"{r['tf_ms'] / r['gbp_ms']:.2f}×" if r.get("tf_ms") else "–"
         lines.append(
             f"| {r['model']} | {ruled or '–'} | {other} | {r['input']} | "
             f"{r['gbp_ms']:.0f} ({r['method']}) | {r['floor_ms']:.0f} | {r['ratio']:.2f}× | "
-            f"{captum} | {distance} | {tf} | {'yes' if twin(r['model']) else 'no'} |"
+            f"{captum} | {distance} | {tf} | {tf_ratio} | {parity_figures(r['model'])} |"
         )
     return head + "\n".join(lines) + "\n"
 
@@ -193,9 +220,14 @@ def main() -> None:
         row = run("torch", name, args.repeat)
         if "torch_error" in row:
             continue
-        if args.tf:
+        if args.tf and twin(name):
             row.update({k: v for k, v in run("tf", name, args.repeat).items() if k != "model"})
         rows.append(row)
+    kept = HERE / "results-models.json"
+    if not args.table and kept.is_file():  # rows not rerun stay as measured
+        fresh = {row["model"]: row for row in rows}
+        earlier = [row for row in json.loads(kept.read_text()) if row["model"] not in fresh]
+        rows = sorted([*earlier, *rows], key=lambda r: MODELS.index(r["model"]))
     machine = f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores"
     header = (
         f"Measured by `python bench/models.py` on {machine} (cpu), "

@@ -247,6 +247,14 @@ PRECISION = click.option(
     help="bf16 computes in bfloat16: about twice as fast on CPUs with bf16 units (torch), maps "
     "correlate with fp32's at about 0.98.",
 )
+PARITY_PRECISION = click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp64"]),
+    default="fp32",
+    show_default=True,
+    help="fp64 runs both backends in float64, where the same network agrees to 1e-9: it tells "
+    "a different network from float32's rounding.",
+)
 TF_MODE = click.option(
     "--tf-mode",
     type=click.Choice(["auto", "eager", "graph", "xla"]),

@@ -53,6 +53,15 @@ FAKE = (
 )
 
 
+def interruptible() -> None:
+    """For Popen's preexec_fn: Ctrl-C's default back in the child. A suite started in the
+    background (`pytest &`) passes SIGINT on ignored, and Python then never raises
+    KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def without(*modules: str, fake: bool = False) -> str:
     """Python code that runs gbp's main with `modules` made unimportable (None in sys.modules),
     and with `fake`, the stand-in backend in place of torch's."""

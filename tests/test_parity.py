@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from gbp_cli.backends import WeightsSpec, open_backend
 from gbp_cli.backends.rules import GRADIENT_METHODS
-from gbp_cli.commands.parity import TOLERANCE, compare
+from gbp_cli.commands.parity import TOLERANCE, Agreement, compare, row_line
 from gbp_cli.preprocess import prepare
 from gbp_cli.settings import Smoothing
 from tests.conftest import ROOT, gbp, make_photo, mirrored, one_line, seeded_densenet
@@ -170,7 +171,7 @@ def test_parity_exits_1_when_a_figure_is_over_tolerance(
     assert gbp("parity", photo, "--weights", "random").exit_code == 0
     monkeypatch.setitem(parity.TOLERANCE, "guided", -1.0)
     over = gbp("parity", photo, "--weights", "random")
-    assert over.exit_code == 1 and one_line(over.stdout).endswith("OVER -1")
+    assert over.exit_code == 1 and "\tOVER -1 (from float64: " in one_line(over.stdout)
 
 
 def seeded_checkpoint(name: str, folder: Path) -> Path:
@@ -202,6 +203,53 @@ def test_parity_on_the_networks_people_use(name: str, tmp_path: Path) -> None:
         assert float(saliency.split()[1]) <= PROMISED[method], (method, saliency)
         assert verdict == "ok"
     assert float(rows[0][4].split()[1]) > 0  # two frameworks, not one result with itself
+
+
+def test_lines_over_tolerance_say_how_far_float32_itself_lies() -> None:
+    row = Agreement("x.png", "vanilla", 1, logits=1e-5, saliency=2e-2)
+    assert not row.ok and row_line(row).endswith("\tOVER 0.005")
+    measured = Agreement("x.png", "vanilla", 1, logits=1e-5, saliency=2e-2, rounding=(3e-2, 1e-2))
+    assert not measured.ok  # the promise stands: the line says why, it does not pass it
+    assert row_line(measured).endswith("\tOVER 0.005 (from float64: torch 3.0e-02, tf 1.0e-02)")
+    exact = Agreement("x.png", "guided", 1, logits=1e-14, saliency=1e-8, precision="fp64")
+    assert not exact.ok and row_line(exact).endswith("\tOVER 1e-09")
+    assert Agreement("x.png", "guided", 1, logits=1e-14, saliency=1e-15, precision="fp64").ok
+
+
+def test_float64_parity_tells_the_network_from_the_rounding(tmp_path: Path) -> None:
+    """Both backends in float64: the same network agrees to float64's rounding, not float32's."""
+    weights = seeded_checkpoint("resnet18", tmp_path)
+    photo = ROOT / "sample_images" / "chelsea.png"
+    methods = ["--method", "vanilla", "--method", "guided", "--method", "gradcam"]
+    result = gbp("parity", photo, "--model", "resnet18", "--weights", weights, *methods,
+                 "--precision", "fp64")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [row[1] for row in rows] == ["vanilla", "guided", "gradcam"]
+    for row in rows:
+        assert float(row[3].split()[1]) <= 1e-9 and float(row[4].split()[1]) <= 1e-9, row
+        assert row[5] == "ok"
+    assert float(rows[0][4].split()[1]) > 0  # two frameworks, not one result with itself
+
+
+def test_a_miss_is_measured_against_torch_in_float64(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With a tolerance no float32 map meets, gbp parity loads torch in float64 from the same
+    weights and says how far each framework's map lies from it: small, never zero."""
+    from gbp_cli.commands import parity
+
+    monkeypatch.setitem(parity.TOLERANCE, "vanilla", 1e-12)
+    weights = seeded_checkpoint("resnet18", tmp_path)
+    photo = ROOT / "sample_images" / "chelsea.png"
+    result = gbp("parity", photo, "--model", "resnet18", "--weights", weights,
+                 "--method", "vanilla", "--method", "guided")  # fmt: skip
+    assert result.exit_code == 1, result.output
+    vanilla, guided = (line.split("\t") for line in result.stdout.splitlines())
+    assert guided[5] == "ok"  # within its tolerance: nothing more to say
+    assert vanilla[5].startswith("OVER 1e-12 (from float64: torch ")
+    torch_error, tf_error = (float(x) for x in re.findall(r"\d\.\de-\d\d", vanilla[5]))
+    assert 0 < torch_error < 1e-2 and 0 < tf_error < 1e-2, vanilla
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])

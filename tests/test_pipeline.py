@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, gbp, make_photo, one_line, run_gbp, without
+from tests.conftest import ROOT, gbp, interruptible, make_photo, one_line, run_gbp, without
 
 pytestmark = pytest.mark.usefixtures("fake")
 QUIET = ("-q",)
@@ -136,7 +136,8 @@ def test_an_interrupted_run_leaves_no_partial_file_and_resumes(
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**__import__("os").environ, "GBP_FAKE_SECONDS": "0.3"},
+        env={**__import__("os").environ, "GBP_FAKE_SECONDS": "1.0"},  # slow: never done first
+        preexec_fn=interruptible,
     )
     deadline = time.monotonic() + 60
     while len(list(out.glob("*.color.png"))) < 2 and time.monotonic() < deadline:

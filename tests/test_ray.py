@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from gbp_cli.backends.base import Backend, Explanation, WeightsSpec
-from tests.conftest import ROOT, gbp, make_photo, run_gbp, without
+from tests.conftest import ROOT, gbp, interruptible, make_photo, run_gbp, without
 
 ray = pytest.importorskip("ray", reason="needs Ray Data: pip install 'gbp-saliency[ray]'")
 CRASH_DIR = "GBP_TEST_CRASH_DIR"  # test-only: where `load` below reads its crash plan
@@ -160,7 +160,7 @@ def test_ctrl_c_cancels_the_job_exits_130_and_leaves_no_partial_file(tmp_path: P
     address = ray.get_runtime_context().gcs_address  # this session's Ray, as a cluster
     args = ["explain", folder, "-o", out, "--batch-size", "2", "--format", "npy", *RAY]
     args += ["--ray-address", address]
-    env = {**os.environ, "GBP_FAKE_SECONDS": "0.4"}  # GBP_* reach the workers
+    env = {**os.environ, "GBP_FAKE_SECONDS": "1.5"}  # GBP_* reach the workers; slow on purpose
     process = subprocess.Popen(
         [sys.executable, "-c", without(fake=True), *map(str, args)],
         stdout=subprocess.PIPE,
@@ -168,6 +168,7 @@ def test_ctrl_c_cancels_the_job_exits_130_and_leaves_no_partial_file(tmp_path: P
         env=env,
         text=True,
         start_new_session=True,  # a terminal's Ctrl-C reaches the whole process group
+        preexec_fn=interruptible,
     )
     assert process.stdout is not None
     process.stdout.readline()  # the first result: the job is under way

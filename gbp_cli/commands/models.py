@@ -13,7 +13,16 @@ from gbp_cli.backends import BACKENDS, ModelInfo
 from gbp_cli.backends.rules import RULED_ACTIVATIONS
 
 CATALOGS = {"torch": ".torch_catalog", "tf": ".tf_catalog"}
-COLUMNS = ("name", "backend", "input", "overridden", "other activations", "grad-cam layer", "twin")
+COLUMNS = (
+    "name",
+    "backend",
+    "input",
+    "overridden",
+    "other activations",
+    "grad-cam layer",
+    "twin",
+    "--weights imagenet",
+)
 
 
 def catalogs(backend: str | None) -> Iterator[tuple[str, object]]:
@@ -29,7 +38,7 @@ def catalogs(backend: str | None) -> Iterator[tuple[str, object]]:
         yield name, importlib.import_module(module, "gbp_cli.backends")
 
 
-def record(info: ModelInfo) -> dict[str, object]:
+def record(info: ModelInfo, imagenet: str) -> dict[str, object]:
     ruled = {k: n for k, n in info.activations.items() if k in RULED_ACTIVATIONS}
     other = {k: n for k, n in info.activations.items() if k not in RULED_ACTIVATIONS}
     return {
@@ -42,6 +51,7 @@ def record(info: ModelInfo) -> dict[str, object]:
         "probed": bool(info.activations),
         "cam_layer": info.cam_layer,
         "twin": info.twin,
+        "imagenet_weights": imagenet,
     }
 
 
@@ -58,6 +68,7 @@ def line(entry: dict[str, object]) -> str:
         kinds(entry["other_activations"]) if probed else "?",
         entry["cam_layer"] or ("none" if probed else "?"),
         entry["twin"] or "-",
+        entry["imagenet_weights"],
     ]
     return "\t".join(map(str, cells))
 
@@ -71,6 +82,6 @@ def models_command(names: tuple[str, ...], backend: str | None, as_json: bool) -
         if names and not wanted:
             continue
         for info in catalog.catalog(wanted):  # type: ignore[attr-defined]
-            entry = record(info)
+            entry = record(info, catalog.imagenet_weights(info.model))  # type: ignore[attr-defined]
             click.echo(json.dumps(entry) if as_json else line(entry))
     return 0
