@@ -216,12 +216,14 @@ def test_lines_over_tolerance_say_how_far_float32_itself_lies() -> None:
     assert Agreement("x.png", "guided", 1, logits=1e-14, saliency=1e-15, precision="fp64").ok
 
 
-def test_float64_parity_tells_the_network_from_the_rounding(tmp_path: Path) -> None:
-    """Both backends in float64: the same network agrees to float64's rounding, not float32's."""
-    weights = seeded_checkpoint("resnet18", tmp_path)
+@pytest.mark.parametrize("name", ["resnet18", "densenet121"])
+def test_float64_parity_tells_the_network_from_the_rounding(name: str, tmp_path: Path) -> None:
+    """Both backends in float64: the same network agrees to float64's rounding, not float32's.
+    (It caught Keras's DenseNet keeping its own BatchNorm ε, 1.001e-5, with torch's weights.)"""
+    weights = seeded_checkpoint(name, tmp_path)
     photo = ROOT / "sample_images" / "chelsea.png"
     methods = ["--method", "vanilla", "--method", "guided", "--method", "gradcam"]
-    result = gbp("parity", photo, "--model", "resnet18", "--weights", weights, *methods,
+    result = gbp("parity", photo, "--model", name, "--weights", weights, *methods,
                  "--precision", "fp64")  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = [line.split("\t") for line in result.stdout.splitlines()]
