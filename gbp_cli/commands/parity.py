@@ -76,24 +76,24 @@ def compare(
     first, first_maps = explain_maps(torch, images, methods, smoothing=smoothing)
     second, second_maps = explain_maps(tf, images, methods, first.targets, smoothing=smoothing)
     precision = torch.info.precision
-    rows = []
+    rows, where = [], []  # where: (image index, method) of each row
     for i, name in enumerate(names):
         logits = float(np.abs(first.logits[i] - second.logits[i]).max())
         for method in methods:
             error = relative_l2(first_maps[method][i], second_maps[method][i])
             target = int(first.targets[i, 0])
             rows.append(Agreement(name, method, target, logits, error, precision))
+            where.append((i, method))
     if exact is None or all(row.ok for row in rows):
         return rows
     _, truth = explain_maps(exact(), images, methods, first.targets, smoothing=smoothing)
-    index = {name: i for i, name in enumerate(names)}
 
-    def rounding(row: Agreement) -> tuple[float, float]:
-        i, m = index[row.image], row.method
+    def rounding(i: int, m: str) -> tuple[float, float]:
         exact_map = truth[m][i]
         return relative_l2(exact_map, first_maps[m][i]), relative_l2(exact_map, second_maps[m][i])
 
-    return [row if row.ok else replace(row, rounding=rounding(row)) for row in rows]
+    pairs = zip(rows, where, strict=True)
+    return [row if row.ok else replace(row, rounding=rounding(*at)) for row, at in pairs]
 
 
 def row_line(row: Agreement) -> str:
