@@ -12,6 +12,7 @@ from .base import (
     ModelInfo,
     ModelSpec,
     WeightsSpec,
+    precise,
 )
 
 __all__ = [
@@ -46,6 +47,7 @@ def open_backend(
     `mode` is how the backend runs: TensorFlow takes auto, eager, graph or xla (auto picks by
     workload in `plan`); torch takes only auto. `model` is what --model and its options named.
     """
+    precise(precision)  # before seconds of framework import
     module_names, needs, extra = BACKENDS[name]
     try:
         module = [importlib.import_module(m, __name__) for m in module_names][-1]

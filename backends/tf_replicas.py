@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from . import tf_env  # noqa: F401  (first: it imports TensorFlow quietly and safely)
+
+# isort: split
 import keras
 import numpy as np
 

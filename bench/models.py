@@ -22,6 +22,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from gbp_cli.backends import Backend, WeightsSpec
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -44,13 +50,13 @@ MODELS = (
 BATCH = 8
 
 
-def _weights(name: str):
+def _weights(name: str) -> WeightsSpec:
     from gbp_cli.backends import WeightsSpec
 
     return WeightsSpec("imagenet" if name == "efficientnet_lite0" else "random")
 
 
-def _photos(backend, batch: int):
+def _photos(backend: Backend, batch: int) -> np.ndarray:
     import numpy as np
 
     from gbp_cli.preprocess import prepare
@@ -224,10 +230,13 @@ def main() -> None:
             row.update({k: v for k, v in run("tf", name, args.repeat).items() if k != "model"})
         rows.append(row)
     kept = HERE / "results-models.json"
-    if not args.table and kept.is_file():  # rows not rerun stay as measured
-        fresh = {row["model"]: row for row in rows}
-        earlier = [row for row in json.loads(kept.read_text()) if row["model"] not in fresh]
-        rows = sorted([*earlier, *rows], key=lambda r: MODELS.index(r["model"]))
+    if not args.table and kept.is_file():  # rows not rerun stay as measured, TF figures too
+        earlier = {row["model"]: row for row in json.loads(kept.read_text())}
+        for row in rows:
+            old = earlier.pop(row["model"], {})
+            row.update({k: v for k, v in old.items() if k.startswith("tf_") and k not in row})
+        order = {name: i for i, name in enumerate(MODELS)}
+        rows = sorted([*earlier.values(), *rows], key=lambda r: order.get(r["model"], len(order)))
     machine = f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores"
     header = (
         f"Measured by `python bench/models.py` on {machine} (cpu), "

@@ -18,6 +18,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -61,7 +65,7 @@ def seeded(name: str, folder: Path) -> str:
     return str(path)
 
 
-def calibration_batch():
+def calibration_batch() -> torch.Tensor:
     """The sample photos and flipped copies, as torchvision models take them."""
     import numpy as np
     import torch
@@ -87,7 +91,7 @@ def parity(name: str, weights: str, precision: str) -> list[str]:
     return lines
 
 
-def worst(lines: list[str]) -> dict:
+def worst(lines: list[str]) -> dict[str, float]:
     """The largest logits gap, each method's largest figure, whether every line passed, and over
     the lines that missed, how far torch's and TF's float32 maps lay from float64 at most."""
     found = {"logits": 0.0, "ok": len(lines) > 1, "torch": 0.0, "tf": 0.0}

