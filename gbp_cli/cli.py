@@ -188,7 +188,8 @@ def convert(source: Path, destination: Path, overwrite: bool) -> None:
 @options.JSON
 def models(names: tuple[str, ...], backend: str | None, as_json: bool) -> None:
     """What each installed backend can explain: name, input size, activations overridden and
-    others present, the Grad-CAM layer, and the same network in the other backend (twin).
+    others present, the Grad-CAM layer, the same network in the other backend (twin), and the
+    weights `--weights imagenet` loads for that name in that backend.
 
     Without NAMES it lists every model: torchvision's are built on PyTorch's meta device and
     probed (seconds, not minutes; networks over 200M parameters only when named); TensorFlow's
