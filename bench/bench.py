@@ -27,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from report import LABELS, chart, markdown  # noqa: E402  (bench/report.py)
+from timing import into_readme  # noqa: E402  (bench/timing.py)
 
 ROOT = HERE.parent
 BARE = {  # the least a script can do: import, build DenseNet201, take one input gradient
@@ -207,11 +208,7 @@ def publish(results: dict, args: argparse.Namespace, suffix: str) -> None:
     chart(results, args.out / f"results{suffix}.png")
     print(table)
     if args.readme:
-        readme = ROOT / "README.md"
-        text = readme.read_text()
-        start, end = "<!-- bench:start -->\n", "<!-- bench:end -->"
-        head, rest = text.split(start)
-        readme.write_text(head + start + table + rest[rest.index(end) :])
+        into_readme("bench", table)
 
 
 if __name__ == "__main__":

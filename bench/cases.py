@@ -21,6 +21,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from timing import turn_about  # noqa: E402  (bench/timing.py, beside this file)
+
 from gbp_cli.backends import WeightsSpec, open_backend  # noqa: E402
 from gbp_cli.backends.densenet import random_weights  # noqa: E402
 from gbp_cli.preprocess import prepare  # noqa: E402
@@ -169,15 +171,7 @@ def measure_pair(batch: int, precision: str, device: str, repeat: int) -> dict:
         "guided": lambda: backend.explain(x, ["guided"]),
         "floor": torch_floor(x, precision, device, backend),
     }
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for step in steps.values():
-        step()  # warm-up
-    for _ in range(repeat):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    ms = {name: statistics.median(t) * 1000 / batch for name, t in times.items()}
+    ms = turn_about(steps, repeat, batch)
     return {
         "case": "paired-torch",
         "batch": batch,

@@ -15,9 +15,9 @@ Writes bench/results-models.json and .md; --readme puts the table into README.md
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+
+from timing import into_readme, turn_about  # noqa: E402  (bench/timing.py)
 
 MODELS = (
     "resnet18",
@@ -96,15 +98,7 @@ def torch_case(name: str, repeat: int) -> dict:
 
         explainer = GuidedBackprop(backend.model)
         steps["captum"] = lambda: explainer.attribute(source, target=targets)
-    times: dict[str, list[float]] = {k: [] for k in steps}
-    for step in steps.values():
-        step()
-    for _ in range(repeat):
-        for key, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[key].append(time.perf_counter() - start)
-    ms = {k: statistics.median(v) * 1000 / BATCH for k, v in times.items()}
+    ms = turn_about(steps, repeat, BATCH)
     result = {
         "model": name,
         "method": method,
@@ -134,15 +128,8 @@ def tf_case(name: str, repeat: int) -> dict:
     backend = open_backend("tf", _weights(name), "cpu", mode="graph", model=ModelSpec(name))
     x = _photos(backend, BATCH)
     backend.plan(1000, BATCH)
-    times: dict[str, list[float]] = {"guided": [], "vanilla": []}
-    for method in times:
-        backend.explain(x, [method])
-    for _ in range(repeat):
-        for method, kept in times.items():
-            start = time.perf_counter()
-            backend.explain(x, [method])
-            kept.append(time.perf_counter() - start)
-    ms = {k: statistics.median(v) * 1000 / BATCH for k, v in times.items()}
+    steps = {m: functools.partial(backend.explain, x, [m]) for m in ("guided", "vanilla")}
+    ms = turn_about(steps, repeat, BATCH)
     return {"model": name, "tf_ms": ms["guided"], "tf_vanilla_ms": ms["vanilla"]}
 
 
@@ -248,12 +235,7 @@ def main() -> None:
     (HERE / "results-models.md").write_text(text)
     print(text)
     if args.readme:
-        readme = ROOT / "README.md"
-        content = readme.read_text()
-        start, end = "<!-- models:start -->\n", "<!-- models:end -->"
-        before, rest = content.split(start)
-        _, after = rest.split(end)
-        readme.write_text(before + start + text + end + after)
+        into_readme("models", text)
 
 
 if __name__ == "__main__":

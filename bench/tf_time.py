@@ -12,7 +12,6 @@ bench/results-tf-time-MODEL.md.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ def main() -> None:
     import tensorflow as tf
     import torch
     from models import _photos
+    from timing import turn_about
 
     from gbp_cli.backends import WeightsSpec, open_backend
     from gbp_cli.backends.base import ModelSpec
@@ -58,15 +58,7 @@ def main() -> None:
         "tf guided (graph)": lambda: graph.explain(x, ["guided"]),
         "tf guided (xla)": lambda: xla.explain(x, ["guided"]),
     }
-    times: dict[str, list[float]] = {k: [] for k in steps}
-    for step in steps.values():
-        step()
-    for _ in range(args.repeat):
-        for key, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[key].append(time.perf_counter() - start)
-    ms = {k: statistics.median(v) * 1000 / BATCH for k, v in times.items()}
+    ms = turn_about(steps, args.repeat, BATCH)
     rows = ["| step | ms/image | TF / torch |", "|---|---:|---:|"]
     for key, value in ms.items():
         base = ms["torch forward" if "forward" in key else "torch guided"]
