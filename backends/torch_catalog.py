@@ -50,7 +50,10 @@ def describe(name: str, always: bool = False) -> ModelInfo:
             module = models.get_model(name, **kwargs).eval()
     except (NotImplementedError, RuntimeError):  # builders that compute with tensors (RegNet)
         module = models.get_model(name, **kwargs).eval()
-    found = probe(module, pre.size, name)
+    try:
+        found = probe(module, pre.size, name)
+    except BackendError as e:  # gbp refuses this network (Swin V2): list it with the reason
+        return replace(info, warnings=(f"refused: {e}",))
     return ModelInfo(
         "torch", name, found.num_classes, info.weights, "meta", preprocessing=pre,
         activations=found.activations, unruled=found.unruled, cam_layer=found.cam_layer,

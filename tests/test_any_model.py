@@ -197,3 +197,14 @@ def test_gbp_models_says_which_imagenet_weights_each_name_loads() -> None:
     records = map(json.loads, listed.stdout.splitlines())
     weights = {r["backend"]: r["imagenet_weights"] for r in records}
     assert weights == {"torch": torch_weights("resnet18"), "tf": tf_weights("resnet18")}
+
+
+def test_gbp_models_lists_a_refused_network_with_its_reason() -> None:
+    """A network gbp refuses to explain (Swin V2: a ReLU whose backward it cannot own) is listed
+    with the reason, and the listing goes on past it."""
+    result = gbp("models", "swin_v2_t", "resnet18", "--backend", "torch", "--json")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["name"] for r in records] == ["swin_v2_t", "resnet18"]
+    assert records[0]["refused"].startswith("refused: a ReLU left autograd node")
+    assert not records[0]["probed"] and records[1]["refused"] is None
