@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -167,12 +168,10 @@ def parity_command(
         for backend in (torch_backend, tf_backend):
             check_methods(backend.info, methods, network)
         announce(torch_backend)
-        loaded: list[Backend] = []  # torch in float64, loaded the first time a map misses
-
-        def reference() -> Backend:
-            if not loaded:
-                loaded.append(open_backend("torch", shared, device, "fp64", model=network))
-            return loaded[0]
+        # torch in float64, loaded the first time a map misses, then kept
+        reference = functools.cache(
+            functools.partial(open_backend, "torch", shared, device, "fp64", model=network)
+        )
 
         sources = list(discover(inputs))
         tf_backend.plan(len(sources), batch_size)
