@@ -78,20 +78,57 @@ def _node_kind(node: Any) -> str | None:
     return NODE_KINDS.get(_node_name(node))
 
 
+class BackwardRule:
+    """The hook every ruled activation's backward node calls: applies the method's rule
+    (rules.py) and counts where it did. It holds no node and no tensor, so a node holding this hook
+    makes no reference cycle: a pass's graph, its saved tensors and its hooks die with the pass
+    (a cycle through autograd's C++ nodes is one Python's collector cannot break)."""
+
+    def __init__(self) -> None:
+        self.rule: Rule = ORDINARY  # read at backward time: one forward graph serves every method
+        self.applied: Counter[str] = Counter()  # rule applications in backward passes so far
+
+    def __call__(
+        self, kind: str, grad_inputs: tuple[Tensor, ...], grad_outputs: tuple[Tensor, ...]
+    ) -> tuple[Tensor, ...] | None:
+        """The rule applied to R = grad_outputs[0]; None keeps autograd's own gradient R·[x>0]
+        (ReLU) or R·[0<x<6] (ReLU6) = grad_inputs[0]."""
+        self.applied[kind] += 1
+        rule = self.rule
+        if rule.forward and not rule.positive:
+            return None  # nothing changes (vanilla)
+        passed = grad_inputs[0] if rule.forward else grad_outputs[0]
+        if rule.positive:  # grad_inputs[0] is this backward's own tensor: clamp it in place
+            passed = passed.clamp_min_(0) if rule.forward else passed.clamp_min(0)
+        return (passed,)
+
+
 class ActivationOverride(TorchFunctionMode):
-    """Sees every activation run under it: hooks the backward node of each ruled one and counts
-    the others by kind. `rule` is read at backward time, so one forward graph serves every method.
-    `where`, if given, names the module running now (for the load-time probe)."""
+    """Sees every activation run under it: hooks the backward node of each ruled one with
+    `backward` and counts the others by kind. `where`, if given, names the module running now
+    (for the load-time probe). It holds the pass's graph (its hooked nodes) for as long as it
+    lives, and nothing of it holds the override: drop it with the pass."""
 
     def __init__(self, where: Callable[[], str] | None = None) -> None:
         super().__init__()
-        self.rule: Rule = ORDINARY
+        self.backward = BackwardRule()
         self.where = where
         self.nodes: dict[Any, str] = {}  # hooked autograd node → its kind ("ReLU", "ReLU6")
         self.others: Counter[str] = Counter()  # activations with no rule, by kind
         self.paths: dict[str, list[str]] = {}  # kind → first module paths (with `where`)
-        self.applied: Counter[str] = Counter()  # rule applications in backward passes so far
         self._seen: set[Any] = set()  # a tensor returned again (x.float()) is not counted twice
+
+    @property
+    def rule(self) -> Rule:
+        return self.backward.rule
+
+    @rule.setter
+    def rule(self, rule: Rule) -> None:
+        self.backward.rule = rule
+
+    @property
+    def applied(self) -> Counter[str]:
+        return self.backward.applied
 
     @property
     def hooked(self) -> int:
@@ -122,7 +159,7 @@ class ActivationOverride(TorchFunctionMode):
                     f"a {kind} left autograd node {node.name()} (in place on a view?); "
                     "gbp cannot override its backward, so it refuses to give a wrong map"
                 )
-            node.register_hook(functools.partial(self._backward_hook, kind))
+            node.register_hook(functools.partial(self.backward, kind))
             self.nodes[node] = kind
         else:
             self.others[kind] += 1
@@ -131,20 +168,6 @@ class ActivationOverride(TorchFunctionMode):
             if len(paths) < 3 and (path := self.where()) not in paths:
                 paths.append(path)
         return out
-
-    def _backward_hook(
-        self, kind: str, grad_inputs: tuple[Tensor, ...], grad_outputs: tuple[Tensor, ...]
-    ) -> tuple[Tensor, ...] | None:
-        """The method's rule (rules.py), applied to R = grad_outputs[0]; None keeps autograd's own
-        gradient R·[x>0] (ReLU) or R·[0<x<6] (ReLU6) = grad_inputs[0]."""
-        self.applied[kind] += 1
-        rule = self.rule
-        if rule.forward and not rule.positive:
-            return None  # nothing changes (vanilla)
-        passed = grad_inputs[0] if rule.forward else grad_outputs[0]
-        if rule.positive:  # grad_inputs[0] is this backward's own tensor: clamp it in place
-            passed = passed.clamp_min_(0) if rule.forward else passed.clamp_min(0)
-        return (passed,)
 
     def on_path(self, root: Any, leaf: Tensor) -> Counter[str]:
         """Hooked nodes that a gradient from `root` to `leaf` runs through (autograd runs only
