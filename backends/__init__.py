@@ -29,8 +29,8 @@ __all__ = [
 
 # name → (modules to import in order, the last one the backend; frameworks it needs; pip extra)
 BACKENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
-    "torch": ((".torch_backend",), ("torch", "torchvision"), "torch"),
-    "tf": ((".tf_env", ".tf_backend"), ("tensorflow", "keras", "h5py"), "tf"),
+    "torch": ((".torch.backend",), ("torch", "torchvision"), "torch"),
+    "tf": ((".tf.env", ".tf.backend"), ("tensorflow", "keras", "h5py"), "tf"),
 }
 
 

@@ -139,7 +139,8 @@ class Explanation:
     activations: dict[str, dict[str, int]] = field(default_factory=dict)
     ordinary: dict[str, int] = field(default_factory=dict)
     # For Grad-CAM: the last dense block's output (N, h, w, C) and the ordinary gradient of each
-    # target w.r.t. it (N, K, h, w, C). Everything made from them is shared code (gbp_cli.methods).
+    # target w.r.t. it (N, K, h, w, C). Everything made from them is shared code
+    # (gbp_cli.saliency.maps).
     features: np.ndarray | None = None
     feature_grads: np.ndarray | None = None
 

@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 from timing import turn_about  # noqa: E402  (bench/timing.py, beside this file)
 
 from gbp_cli.backends import WeightsSpec, open_backend  # noqa: E402
-from gbp_cli.backends.densenet import random_weights  # noqa: E402
-from gbp_cli.preprocess import prepare  # noqa: E402
+from gbp_cli.backends.twins.densenet import random_weights  # noqa: E402
+from gbp_cli.inputs.preprocess import prepare  # noqa: E402
 
 RANDOM = WeightsSpec("random")
 Step = Callable[[], object]
@@ -60,7 +60,7 @@ def torch_floor(x: np.ndarray, precision: str, device: str, backend=None) -> Ste
     backend = backend or open_backend("torch", RANDOM, device, precision)
     source = torch.from_numpy(x).permute(0, 3, 1, 2).to(device)
 
-    from gbp_cli.backends.torch_backend import exact_fp32
+    from gbp_cli.backends.torch.backend import exact_fp32
 
     strict = precision == "fp32" and device == "cuda"  # the same arithmetic as gbp's own pass
 

@@ -61,7 +61,7 @@ def _weights(name: str) -> WeightsSpec:
 def _photos(backend: Backend, batch: int) -> np.ndarray:
     import numpy as np
 
-    from gbp_cli.preprocess import prepare
+    from gbp_cli.inputs.preprocess import prepare
 
     paths = sorted(p for p in (ROOT / "sample_images").iterdir() if p.suffix in (".png", ".jpg"))
     pre = backend.info.preprocessing
@@ -147,8 +147,8 @@ def run(kind: str, name: str, repeat: int) -> dict:
 
 def twin(name: str) -> bool:
     """Whether the TF backend holds the very same network (a DenseNet or a replica)."""
-    from gbp_cli.backends.densenet import BLOCKS
-    from gbp_cli.backends.replicas import load_all
+    from gbp_cli.backends.twins.densenet import BLOCKS
+    from gbp_cli.backends.twins.registry import load_all
 
     return name in BLOCKS or name in load_all()
 

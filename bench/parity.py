@@ -71,7 +71,7 @@ def calibration_batch() -> torch.Tensor:
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from gbp_cli.preprocess import prepare
+    from gbp_cli.inputs.preprocess import prepare
 
     paths = sorted(p for p in (ROOT / "sample_images").iterdir() if p.suffix in (".png", ".jpg"))
     arrays = [prepare(p, "crop").array for p in paths]

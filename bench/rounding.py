@@ -29,7 +29,7 @@ def maps(name: str, weights: str, photos: list[Path]) -> dict[str, dict[str, np.
 
     from gbp_cli.backends import WeightsSpec, open_backend
     from gbp_cli.backends.base import ModelSpec
-    from gbp_cli.preprocess import prepare
+    from gbp_cli.inputs.preprocess import prepare
 
     spec, model = WeightsSpec("file", Path(weights)), ModelSpec(name)
     single = open_backend("torch", spec, "cpu", "fp32", model=model)

@@ -28,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     import importlib
 
-    importlib.import_module("gbp_cli.backends.tf_env")  # TensorFlow as gbp imports it
+    importlib.import_module("gbp_cli.backends.tf.env")  # TensorFlow as gbp imports it
     import tensorflow as tf
     import torch
     from models import _photos

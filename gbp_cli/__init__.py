@@ -1,6 +1,7 @@
 """gbp: what an image classifier looks at, as Guided Backpropagation saliency maps."""
 
-__version__ = "0.1.0"
+from gbp_cli.version import __version__
+
 __all__ = ["Explained", "__version__", "explain"]
 
 

@@ -1,5 +1,5 @@
 """Lets `python -m gbp_cli` behave exactly like the `gbp` script."""
 
-from gbp_cli.cli import main
+from gbp_cli.cli.main import main
 
 main()

@@ -1,7 +1,7 @@
 """gbp as a library, for notebooks:
 
 from gbp_cli import explain
-from gbp_cli.render import overlay
+from gbp_cli.render.pictures import overlay
 result = explain("cat.jpg", method=["guided", "gradcam"], backend="tf")
 result.target            # Prediction(index=281, label='tabby', logit=…, probability=…)
 overlay(result.saliency["gradcam"], result.photo, result.geometry)   # a PIL image
@@ -20,10 +20,10 @@ from PIL import Image, ImageOps
 
 from gbp_cli.backends import Backend, WeightsSpec, open_backend
 from gbp_cli.backends.base import ModelSpec
-from gbp_cli.labels import load_labels, resolve_target
-from gbp_cli.methods import check_methods, explain_maps
-from gbp_cli.outputs import Prediction, predictions
-from gbp_cli.preprocess import Geometry, open_rgb, prepare_image, to_rgb
+from gbp_cli.inputs.preprocess import Geometry, open_rgb, prepare_image, to_rgb
+from gbp_cli.outputs.planning import Prediction, predictions
+from gbp_cli.saliency.labels import load_labels, resolve_target
+from gbp_cli.saliency.maps import check_methods, explain_maps
 from gbp_cli.settings import Smoothing
 
 ImageLike = str | Path | Image.Image | np.ndarray

@@ -18,17 +18,17 @@ from pathlib import Path
 import numpy as np
 
 from gbp_cli.backends.base import Explanation, ModelSpec, WeightsSpec
-from gbp_cli.encode import PHOTO_FORMATS
+from gbp_cli.engines.local import Job, _write
 from gbp_cli.errors import InputError, NotAnInput
-from gbp_cli.inputs import named
-from gbp_cli.labels import load_labels, resolve_target
-from gbp_cli.methods import check_methods, explain_maps
-from gbp_cli.naming import Outputs
-from gbp_cli.outputs import Planner, predictions
-from gbp_cli.pipeline import Job, _write
-from gbp_cli.preprocess import Prepared, prepare, prepare_image
+from gbp_cli.inputs.find import named
+from gbp_cli.inputs.preprocess import Prepared, prepare, prepare_image
+from gbp_cli.outputs.naming import Outputs
+from gbp_cli.outputs.planning import Planner, predictions
+from gbp_cli.outputs.store import Store
+from gbp_cli.render.encode import PHOTO_FORMATS
+from gbp_cli.saliency.labels import load_labels, resolve_target
+from gbp_cli.saliency.maps import check_methods, explain_maps
 from gbp_cli.settings import Rendering, Smoothing
-from gbp_cli.store import Store
 
 Batch = dict[str, np.ndarray]
 
@@ -170,6 +170,6 @@ class Saliency:
 
 def _model_settings(backend: str, network: ModelSpec, weights: str, precision: str) -> dict:
     """What `gbp explain` records about the model, so a later `gbp explain` keeps these files."""
-    from gbp_cli.outputs_record import model_record
+    from gbp_cli.outputs.model_record import model_record
 
     return model_record(backend, network, WeightsSpec.parse(weights), precision)

@@ -27,7 +27,7 @@ HAND_COMPUTED = {"vanilla": [-1.0, 2.0], "guided": [-2.0, 4.0], "deconv": [6.0, 
 
 def gbp(*args: str | Path, input: str | None = None) -> Result:
     """`gbp ARGS` in this process, through Click; a user never sees a traceback."""
-    from gbp_cli.cli import cli
+    from gbp_cli.cli.main import cli
 
     result = CliRunner().invoke(cli, [str(a) for a in args], input=input)
     assert "Traceback" not in result.output
@@ -68,7 +68,7 @@ def without(*modules: str, fake: bool = False) -> str:
     return (
         f"import sys\nsys.modules.update(dict.fromkeys({list(modules)}))\n"
         + (FAKE if fake else "")
-        + "from gbp_cli.cli import main; main(sys.argv[1:])"
+        + "from gbp_cli.cli.main import main; main(sys.argv[1:])"
     )
 
 

@@ -182,8 +182,9 @@ def test_gbp_models_lists_and_describes(tmp_path: Path) -> None:
 def test_gbp_models_says_which_imagenet_weights_each_name_loads() -> None:
     """The same name can load different ImageNet weights in each backend: VGG's are Keras's own
     in TF; ResNet's are torchvision's file, converted."""
-    pytest.importorskip("gbp_cli.backends.tf_env")  # TensorFlow as gbp imports it (triton first)
-    from gbp_cli.backends import tf_catalog, torch_catalog
+    pytest.importorskip("gbp_cli.backends.tf.env")  # TensorFlow as gbp imports it (triton first)
+    from gbp_cli.backends.tf import catalog as tf_catalog
+    from gbp_cli.backends.torch import catalog as torch_catalog
 
     torch_weights, tf_weights = torch_catalog.imagenet_weights, tf_catalog.imagenet_weights
     assert torch_weights("resnet50") == "torchvision ResNet50_Weights.IMAGENET1K_V2"

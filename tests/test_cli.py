@@ -34,7 +34,7 @@ def test_help_and_version_need_no_framework() -> None:
         [
             sys.executable,
             "-c",
-            "import sys, gbp_cli.cli; print(sorted({'torch', 'tensorflow', "
+            "import sys, gbp_cli.cli.main; print(sorted({'torch', 'tensorflow', "
             "'matplotlib', 'PIL', 'tqdm'} & set(sys.modules)))",
         ],
         capture_output=True,
@@ -136,7 +136,7 @@ def test_random_weights_write_every_method_and_format(photos: Path, tmp_path: Pa
 def test_npy_is_the_plain_autograd_gradient(densenet_checkpoint: Path, tmp_path: Path) -> None:
     import torch
 
-    from gbp_cli.preprocess import prepare
+    from gbp_cli.inputs.preprocess import prepare
 
     photo = make_photo(tmp_path / "p.png", size=(300, 200))
     out = tmp_path / "out"
@@ -249,7 +249,7 @@ def test_cuda_without_a_gpu_is_a_usage_error(tmp_path: Path) -> None:
 @pytest.mark.torch
 def test_bf16_runs_and_its_map_follows_fp32(tmp_path: Path) -> None:
     from gbp_cli.backends import WeightsSpec, open_backend
-    from gbp_cli.preprocess import prepare
+    from gbp_cli.inputs.preprocess import prepare
 
     image = prepare(ROOT / "sample_images" / "chelsea.png", "squash").array[None]
     maps = {}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gbp_cli.preprocess import open_rgb
+from gbp_cli.inputs.preprocess import open_rgb
 from tests.conftest import gbp, make_photo
 
 

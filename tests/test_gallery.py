@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from gbp_cli import gallery, gallery_rows
+from gbp_cli.gallery import page as gallery
+from gbp_cli.gallery import rows as gallery_rows
 from tests.conftest import gbp, make_photo
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -203,8 +204,8 @@ def test_sanity_report_from_the_command(tmp_path: Path, monkeypatch: pytest.Monk
     """`gbp sanity --report`, with a stand-in cascade (the real one takes minutes on a CPU)."""
     import numpy as np
 
-    from gbp_cli import randomization
-    from gbp_cli.similarity import Similarity
+    from gbp_cli.sanity import cascade as randomization
+    from gbp_cli.sanity.similarity import Similarity
 
     def cascade(backend, names, images, methods, on_stage=None):
         stages = (*STAGES, randomization.CLASS_CHECK)
@@ -236,7 +237,7 @@ def test_sanity_report_from_the_command(tmp_path: Path, monkeypatch: pytest.Monk
 
 def sanity_page(tmp_path: Path) -> Path:
     """A sanity page from stand-in figures and numbers (the real cascade takes minutes)."""
-    from gbp_cli.randomization import CLASS_CHECK
+    from gbp_cli.sanity.cascade import CLASS_CHECK
 
     out = tmp_path / "sanity"
     photo = make_photo(tmp_path / "cat.png")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gbp_cli.errors import GbpError
-from gbp_cli.labels import imagenet_classes, load_labels, resolve_target
+from gbp_cli.saliency.labels import imagenet_classes, load_labels, resolve_target
 
 NAMES = imagenet_classes()
 

@@ -29,7 +29,7 @@ def lite0():
 
 
 def model_input(backend, name: str, resize: str = "crop") -> np.ndarray:
-    from gbp_cli.preprocess import prepare
+    from gbp_cli.inputs.preprocess import prepare
 
     return prepare(SAMPLES / name, resize, pre=backend.info.preprocessing).array[None]
 
@@ -80,7 +80,7 @@ def test_guided_is_autograd_with_the_relu6_rule_applied_by_hand(lite0) -> None:
 
 @pytest.mark.sanity
 def test_the_class_check_on_a_trained_network(lite0, record_property) -> None:
-    from gbp_cli.similarity import similarity
+    from gbp_cli.sanity.similarity import similarity
 
     image = model_input(lite0, "chelsea.png")
     result = lite0.explain(image, ["guided", "vanilla"])

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from gbp_cli.backends.base import Backend, Explanation, ModelInfo, WeightsSpec
-from gbp_cli.methods import Smoothing, backend_request, explain_maps, grad_cam, upsample
+from gbp_cli.saliency.maps import Smoothing, backend_request, explain_maps, grad_cam, upsample
 
 
 def test_grad_cam_by_hand() -> None:
@@ -101,7 +101,7 @@ def test_guided_gradcam_is_guided_times_gradcam() -> None:
 
 def test_torch_cam_gradients_are_the_ordinary_ones() -> None:
     torch = pytest.importorskip("torch")
-    from gbp_cli.backends.torch_backend import explain_module
+    from gbp_cli.backends.torch.backend import explain_module
 
     torch.manual_seed(0)
     body = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
@@ -118,7 +118,7 @@ def test_torch_cam_gradients_are_the_ordinary_ones() -> None:
 def test_the_python_api(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from gbp_cli import Explained, explain
-    from gbp_cli.render import color, overlay
+    from gbp_cli.render.pictures import color, overlay
 
     path = Path(__file__).parents[1] / "sample_images" / "chelsea.png"
     by_path = explain(path, method=["guided", "gradcam"], weights="random", target="tabby")

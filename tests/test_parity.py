@@ -12,8 +12,8 @@ import pytest
 
 from gbp_cli.backends import WeightsSpec, open_backend
 from gbp_cli.backends.rules import GRADIENT_METHODS
-from gbp_cli.commands.parity import TOLERANCE, Agreement, compare, row_line
-from gbp_cli.preprocess import prepare
+from gbp_cli.cli.parity import TOLERANCE, Agreement, compare, row_line
+from gbp_cli.inputs.preprocess import prepare
 from gbp_cli.settings import Smoothing
 from tests.conftest import ROOT, gbp, make_photo, mirrored, one_line, run_gbp, seeded_densenet
 
@@ -165,7 +165,7 @@ def test_parity_exits_1_when_a_figure_is_over_tolerance(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from gbp_cli import backends
-    from gbp_cli.commands import parity
+    from gbp_cli.cli import parity
 
     for name in ("torch", "tf"):  # two stand-ins: the same maps, so any tolerance below 0 fails
         monkeypatch.setitem(backends.BACKENDS, name, (("tests.fake_backend",), (), name))
@@ -241,7 +241,7 @@ def test_a_miss_is_measured_against_torch_in_float64(
 ) -> None:
     """With a tolerance no float32 map meets, gbp parity loads torch in float64 from the same
     weights and says how far each framework's map lies from it: small, never zero."""
-    from gbp_cli.commands import parity
+    from gbp_cli.cli import parity
 
     monkeypatch.setitem(parity.TOLERANCE, "vanilla", 1e-12)
     weights = seeded_checkpoint("resnet18", tmp_path)

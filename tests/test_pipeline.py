@@ -161,7 +161,7 @@ def test_an_interrupted_run_leaves_no_partial_file_and_resumes(
 def test_progress_bar_and_summary(
     tmp_path: Path, photos: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from gbp_cli.progress import Progress
+    from gbp_cli.cli.progress import Progress
 
     progress = Progress(total=10)
     for _ in range(3):

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from gbp_cli.errors import InputError
-from gbp_cli.preprocess import MEAN, SIZE, STD, fit, normalize, open_rgb, prepare
+from gbp_cli.inputs.preprocess import MEAN, SIZE, STD, fit, normalize, open_rgb, prepare
 from tests.conftest import make_photo
 
 

@@ -213,7 +213,7 @@ def write_elsewhere(folder: str, name: str, token: str) -> str:
 
 
 def test_a_cluster_run_refuses_an_output_folder_the_workers_do_not_share(tmp_path: Path) -> None:
-    from gbp_cli.ray_cluster import shared_folder_problem
+    from gbp_cli.engines.ray_cluster import shared_folder_problem
 
     assert shared_folder_problem(ray, tmp_path / "out") is None
     assert not list((tmp_path / "out").iterdir())
@@ -225,7 +225,7 @@ def test_a_cluster_run_refuses_an_output_folder_the_workers_do_not_share(tmp_pat
 def test_the_actor_pool_is_spelled_as_each_ray_version_wants() -> None:
     from types import SimpleNamespace
 
-    from gbp_cli.ray_cluster import actor_pool, version
+    from gbp_cli.engines.ray_cluster import actor_pool, version
 
     assert version("2.9.3") == (2, 9) and version("2.60.0rc1") == (2, 60)
     old = SimpleNamespace(__version__="2.20.0", data=ray.data)

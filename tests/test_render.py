@@ -8,9 +8,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gbp_cli.panel import panel
-from gbp_cli.preprocess import Geometry, fit, open_rgb
-from gbp_cli.render import color, gray, heatmap, negative, on_photo, overlay, positive, render
+from gbp_cli.inputs.preprocess import Geometry, fit, open_rgb
+from gbp_cli.render.panel import panel
+from gbp_cli.render.pictures import (
+    color,
+    gray,
+    heatmap,
+    negative,
+    on_photo,
+    overlay,
+    positive,
+    render,
+)
 from tests.conftest import gbp, make_photo, mirrored
 
 

@@ -13,13 +13,14 @@ import pytest
 from tests.conftest import ROOT, randomize_batchnorm
 
 pytestmark = [pytest.mark.torch, pytest.mark.tf]
-pytest.importorskip("gbp_cli.backends.tf_env")  # TF first, quietly
+pytest.importorskip("gbp_cli.backends.tf.env")  # TF first, quietly
 torch = pytest.importorskip("torch")
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from gbp_cli.backends import keras_lite0, keras_mobilenet  # noqa: E402
-from gbp_cli.backends.replicas import REPLICAS, recognize  # noqa: E402
+from gbp_cli.backends.twins import lite0 as keras_lite0  # noqa: E402
+from gbp_cli.backends.twins import mobilenet as keras_mobilenet  # noqa: E402
+from gbp_cli.backends.twins.registry import REPLICAS, recognize  # noqa: E402
 
 CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 MODULES = {"mobilenet_v2": keras_mobilenet, "efficientnet_lite0": keras_lite0}
@@ -82,8 +83,8 @@ def pair(request):
 @pytest.fixture(scope="module")
 def chelsea() -> np.ndarray:
     """The sample cat, centre crop 224, Lite's (pixels − 127) / 128, NHWC."""
-    from gbp_cli.backends.lite0_torch import PREPROCESSING
-    from gbp_cli.preprocess import prepare
+    from gbp_cli.backends.torch.lite0 import PREPROCESSING
+    from gbp_cli.inputs.preprocess import prepare
 
     return prepare(ROOT / "sample_images" / "chelsea.png", "crop", pre=PREPROCESSING).array[None]
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytest.importorskip("gbp_cli.backends.tf_env")  # TensorFlow, quietly, and triton before it
+pytest.importorskip("gbp_cli.backends.tf.env")  # TensorFlow, quietly, and triton before it
 pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 import keras
@@ -26,9 +26,10 @@ from torch import nn
 from torchvision import models
 from torchvision.models import resnet, vgg
 
-from gbp_cli.backends import keras_resnet, keras_vgg
-from gbp_cli.backends.replicas import REPLICAS
-from gbp_cli.backends.torch_models import probe
+from gbp_cli.backends.torch.activations import probe
+from gbp_cli.backends.twins import resnet as keras_resnet
+from gbp_cli.backends.twins import vgg as keras_vgg
+from gbp_cli.backends.twins.registry import REPLICAS
 from tests.conftest import randomize_batchnorm
 
 pytestmark = [pytest.mark.torch, pytest.mark.tf]

@@ -186,7 +186,7 @@ def test_a_folder_that_cannot_be_written_is_one_line_per_input(
 def test_a_full_disk_stops_the_run_at_once_and_leaves_no_temp_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gbp_cli import atomic
+    from gbp_cli.outputs import atomic
 
     for i in range(6):
         make_photo(tmp_path / "in" / f"p{i}.png", seed=i)

@@ -14,9 +14,9 @@ pytest.importorskip("skimage")
 torch = pytest.importorskip("torch")
 
 from gbp_cli.backends import WeightsSpec, open_backend  # noqa: E402
-from gbp_cli.preprocess import prepare  # noqa: E402
-from gbp_cli.randomization import CLASS_CHECK, cascade  # noqa: E402
-from gbp_cli.similarity import similarity  # noqa: E402
+from gbp_cli.inputs.preprocess import prepare  # noqa: E402
+from gbp_cli.sanity.cascade import CLASS_CHECK, cascade  # noqa: E402
+from gbp_cli.sanity.similarity import similarity  # noqa: E402
 from tests.conftest import ROOT, gbp, mirrored, one_line, seeded_densenet, without  # noqa: E402
 
 METHODS = ("guided", "vanilla")
@@ -47,7 +47,7 @@ def cascades(tmp_path_factory: pytest.TempPathFactory) -> dict:
     results = {}
     for name in ("torch", "tf"):
         if name == "tf":
-            pytest.importorskip("gbp_cli.backends.tf_env")
+            pytest.importorskip("gbp_cli.backends.tf.env")
         backend = open_backend(name, WeightsSpec("file", checkpoint), "cpu")
         before = backend.state()
         records, maps = cascade(backend, ["chelsea"], images, METHODS)

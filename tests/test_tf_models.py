@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("gbp_cli.backends.tf_env")  # TensorFlow, imported safely
+pytest.importorskip("gbp_cli.backends.tf.env")  # TensorFlow, imported safely
 import keras
 import tensorflow as tf
 
 from gbp_cli.backends.base import BackendError, ModelSpec, WeightsSpec
 from gbp_cli.backends.rules import canonical
-from gbp_cli.backends.tf_backend import load, wrap_keras_model
-from gbp_cli.backends.tf_models import FAMILIES, preprocessing
+from gbp_cli.backends.tf.backend import load, wrap_keras_model
+from gbp_cli.backends.tf.models import FAMILIES, preprocessing
 from tests.conftest import BLOCKED_PROXY, ROOT
 
 METHODS = ("guided", "vanilla", "deconv")
@@ -347,7 +347,7 @@ def test_unknown_names_list_what_the_backend_knows() -> None:
 OFFLINE = """
 import sys
 from gbp_cli.backends.base import BackendError, ModelSpec, WeightsSpec
-from gbp_cli.backends.tf_backend import load
+from gbp_cli.backends.tf.backend import load
 try:
     load(WeightsSpec("imagenet"), "cpu", model=ModelSpec("vgg16"))
 except BackendError as e:
@@ -385,8 +385,8 @@ def test_ops_belong_to_the_layer_that_made_them_not_to_a_lookalike_name_scope() 
 
 
 def test_vgg_stages_are_the_torch_backends_and_cover_every_weight() -> None:
-    from gbp_cli.backends.tf_models import VGG_STAGES
-    from gbp_cli.backends.tf_weights import Layout
+    from gbp_cli.backends.tf.densenet import Layout
+    from gbp_cli.backends.tf.models import VGG_STAGES
 
     model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=3)
     layout = Layout(named=VGG_STAGES)

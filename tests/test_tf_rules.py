@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("gbp_cli.backends.tf_env")  # TensorFlow, imported safely
+pytest.importorskip("gbp_cli.backends.tf.env")  # TensorFlow, imported safely
 import keras
 import tensorflow as tf
 
 from gbp_cli.backends.base import BackendError, WeightsSpec
-from gbp_cli.backends.tf_backend import choose_mode, wrap_keras_model
-from gbp_cli.backends.tf_relus import ReluRules, account, gate
+from gbp_cli.backends.tf.activations import ReluRules, account, gate
+from gbp_cli.backends.tf.backend import choose_mode, wrap_keras_model
 from tests.conftest import HAND_COMPUTED
 
 KERNELS = [

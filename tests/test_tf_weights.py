@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("gbp_cli.backends.tf_env")  # TensorFlow, imported safely
+pytest.importorskip("gbp_cli.backends.tf.env")  # TensorFlow, imported safely
 
 from tests.conftest import BLOCKED_PROXY, gbp, make_photo, mirrored, one_line, run_gbp
 

@@ -16,10 +16,10 @@ from torchvision import models  # noqa: E402
 from gbp_cli.backends import BackendError, ModelSpec, WeightsSpec, open_backend  # noqa: E402
 from gbp_cli.backends.base import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from gbp_cli.backends.checkpoints import checkpoint_bytes  # noqa: E402
-from gbp_cli.backends.densenet import random_weights  # noqa: E402
-from gbp_cli.backends.init import generic_stages, stages  # noqa: E402
-from gbp_cli.backends.torch_backend import load  # noqa: E402
-from gbp_cli.backends.torch_weights import zoo_preprocessing  # noqa: E402
+from gbp_cli.backends.torch.backend import load  # noqa: E402
+from gbp_cli.backends.torch.randomize import generic_stages, stages  # noqa: E402
+from gbp_cli.backends.torch.zoo import zoo_preprocessing  # noqa: E402
+from gbp_cli.backends.twins.densenet import random_weights  # noqa: E402
 from tests.conftest import one_line  # noqa: E402
 
 RANDOM = WeightsSpec("random")

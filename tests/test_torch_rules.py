@@ -9,9 +9,10 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from gbp_cli.backends import BackendError, torch_models  # noqa: E402
-from gbp_cli.backends.torch_backend import explain_module  # noqa: E402
-from gbp_cli.backends.torch_models import ActivationOverride  # noqa: E402
+from gbp_cli.backends import BackendError  # noqa: E402
+from gbp_cli.backends.torch import activations as torch_models  # noqa: E402
+from gbp_cli.backends.torch.activations import ActivationOverride  # noqa: E402
+from gbp_cli.backends.torch.backend import explain_module  # noqa: E402
 from tests.conftest import HAND_COMPUTED, seeded_densenet  # noqa: E402
 
 METHODS = ("guided", "vanilla", "deconv")
@@ -228,12 +229,12 @@ def test_kinds_are_counted_once_and_only_on_the_gradient_path() -> None:
 
 def test_a_rule_that_is_not_applied_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """If a hooked activation on the path did not get its rule, the map is refused."""
-    original = ActivationOverride._backward_hook
+    original = torch_models.BackwardRule.__call__
 
     def skip_relu6(self, kind, grad_inputs, grad_outputs):
         return None if kind == "ReLU6" else original(self, kind, grad_inputs, grad_outputs)
 
-    monkeypatch.setattr(torch_models.ActivationOverride, "_backward_hook", skip_relu6)
+    monkeypatch.setattr(torch_models.BackwardRule, "__call__", skip_relu6)
     with pytest.raises(BackendError, match=r"reached 0 activations of the 4 ReLU6"):
         explain_module(tiny6(), tiny_input(), ["guided"], torch.tensor([[0]]))
 

@@ -107,7 +107,7 @@ def test_top_k_panel_is_one_grid_with_a_row_per_class(photos: Path, tmp_path: Pa
 
 def test_smoothgrad_moves_the_progress_while_it_works(photos: Path) -> None:
     from gbp_cli.backends import WeightsSpec
-    from gbp_cli.methods import explain_maps
+    from gbp_cli.saliency.maps import explain_maps
     from gbp_cli.settings import Smoothing
     from tests.fake_backend import load
 
@@ -139,7 +139,7 @@ def test_the_api_warns_once_about_random_weights(photos: Path) -> None:
 @pytest.mark.sanity
 def test_sanity_reports_each_stage_as_it_goes() -> None:
     from gbp_cli.backends import WeightsSpec
-    from gbp_cli.randomization import cascade
+    from gbp_cli.sanity.cascade import cascade
     from tests.fake_backend import load
 
     backend = load(WeightsSpec("random"), "cpu")

@@ -19,9 +19,9 @@ from torchvision import models  # noqa: E402
 
 from gbp_cli.backends.base import BackendError  # noqa: E402
 from gbp_cli.backends.checkpoints import read_checkpoint  # noqa: E402
-from gbp_cli.backends.densenet import architecture_of  # noqa: E402
 from gbp_cli.backends.reasons import WHOLE_MODEL, first_line  # noqa: E402
-from gbp_cli.commands.convert import convert_command  # noqa: E402
+from gbp_cli.backends.twins.densenet import architecture_of  # noqa: E402
+from gbp_cli.cli.convert import convert_command  # noqa: E402
 from gbp_cli.errors import GbpError  # noqa: E402
 from tests.conftest import seeded_densenet  # noqa: E402
 
@@ -90,7 +90,7 @@ CONVERT_BOTH_WAYS = """
 import sys
 import warnings
 from pathlib import Path
-from gbp_cli.commands.convert import convert_command
+from gbp_cli.cli.convert import convert_command
 source, there, back = map(Path, sys.argv[1:])
 print(convert_command(source, there, overwrite=False))
 print(convert_command(there, back, overwrite=False))
@@ -139,7 +139,7 @@ def test_a_keras_preamble_gives_way_to_the_reason() -> None:
 
 @pytest.mark.filterwarnings("ignore:Skipping nested container")
 def test_a_real_keras_mismatch_reports_its_reason(tmp_path: Path) -> None:
-    pytest.importorskip("gbp_cli.backends.tf_env")
+    pytest.importorskip("gbp_cli.backends.tf.env")
     import keras
 
     def model(width: int) -> keras.Model:
@@ -157,7 +157,7 @@ def test_a_real_keras_mismatch_reports_its_reason(tmp_path: Path) -> None:
 
 def test_a_damaged_keras_file_is_named_with_its_reason(densenet121: Path, tmp_path: Path) -> None:
     """Same architecture and classes, but one kernel of the wrong shape."""
-    pytest.importorskip("gbp_cli.backends.tf_env")
+    pytest.importorskip("gbp_cli.backends.tf.env")
     import h5py
 
     keras_file = tmp_path / "pets.weights.h5"

@@ -1,0 +1,272 @@
+"""Where a torch model comes from: torchvision's zoo (its cache, a seed, or a state_dict) or the
+user's own factory, with the preprocessing its weights were trained with."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import importlib
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision import models
+
+from ..base import IMAGENET_MEAN, IMAGENET_STD, BackendError, ModelSpec, Preprocessing, WeightsSpec
+from ..checkpoints import read_checkpoint
+from ..downloads import quiet_download
+from ..reasons import first_line
+from ..twins.densenet import BLOCKS, DEFAULT, architecture_of, random_weights
+from ..twins.registry import load_all
+from . import lite0 as lite0_torch
+
+AUX = ("AuxLogits.", "aux1.")  # Inception v3's and GoogLeNet's auxiliary classifiers
+CROP = 0.875  # torchvision's and Keras's crop: 224 of a 256 resize
+NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...], bool]] = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD, False),
+    "caffe": ((103.939 / 255, 116.779 / 255, 123.68 / 255), (1 / 255,) * 3, True),
+    "tf": ((0.5,) * 3, (0.5,) * 3, False),
+    "none": ((0.0,) * 3, (1.0,) * 3, False),
+}
+
+
+@dataclass(frozen=True)
+class Built:
+    """A model ready to probe, and what describes it."""
+
+    module: nn.Module
+    name: str  # the architecture ("densenet121"), or the factory as the user named it
+    preprocessing: Preprocessing
+    rebuild: Callable[..., nn.Module] | None = None  # (num_classes=) a fresh init of the network
+    warnings: tuple[str, ...] = ()
+    twin: str | None = None  # the same network in the TF backend
+
+
+def build(spec: ModelSpec, weights: WeightsSpec) -> Built:
+    """The model `--model` names, with the weights `--weights` asks for."""
+    if spec.kind in ("keras-file", "keras-app"):
+        raise BackendError(f"--model {spec.name} is a Keras model: use --backend tf")
+    if spec.kind == "factory":
+        return factory_model(spec, weights)
+    if spec.name == lite0_torch.NAME:
+        return Built(
+            lite0_torch.build(weights),
+            lite0_torch.NAME,
+            lite0_torch.PREPROCESSING,
+            lambda **kwargs: lite0_torch.build(WeightsSpec("random"), **kwargs),
+            twin=lite0_torch.NAME,
+        )
+    return zoo_model(spec, weights)
+
+
+def classifiers() -> list[str]:
+    """torchvision's image classifiers (not its detection, segmentation or video models)."""
+    return models.list_models(module=models)
+
+
+def zoo_model(spec: ModelSpec, weights: WeightsSpec) -> Built:
+    """A torchvision classifier: its DEFAULT ImageNet weights, seeded (DenseNets in numpy, so
+    that the TF twin is the same network), or a state_dict; --model densenet201, the default,
+    takes any torchvision DenseNet file for the DenseNet it is."""
+    arch = spec.name
+    if arch not in classifiers():
+        close = difflib.get_close_matches(arch, classifiers(), n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise BackendError(
+            f"--model {arch}: not a torchvision classifier{hint}; "
+            "for your own model pass package.module:factory"
+        )
+    if weights.kind == "imagenet":
+        module = imagenet_model(arch)
+    elif weights.kind == "random" and arch in BLOCKS:  # numpy-seeded: the TF twin matches
+        module = from_state(arch, random_weights(arch, 1000, weights.seed), "random weights")
+    elif weights.kind == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(weights.seed)
+            module = models.get_model(arch, **arch_kwargs(arch, aux=False))
+    else:
+        assert weights.path is not None
+        source = f"--weights {weights.path}"
+        state = read_checkpoint(weights.path, source)
+        if arch == DEFAULT:  # the default model: any torchvision DenseNet file says which
+            arch = architecture_of(state, source)
+        module = from_state(arch, state, source)
+    aux = any(key.startswith(AUX) for key in module.state_dict())
+    rebuild = functools.partial(models.get_model, arch, **arch_kwargs(arch, aux))
+    return Built(
+        module,
+        arch,
+        zoo_preprocessing(arch, spec),
+        rebuild,
+        twin=arch if arch in BLOCKS or arch in load_all() else None,
+    )
+
+
+def arch_kwargs(arch: str, aux: bool) -> dict[str, Any]:
+    """What torchvision's own weights impose on the builder, so that a seeded or fine-tuned
+    network is the one those weights describe (ViT's image size, Inception's input transform)."""
+    meta = models.get_model_weights(arch).DEFAULT.meta
+    if arch.startswith("vit_"):
+        return {"image_size": meta["min_size"][0]}
+    if arch == "maxvit_t":
+        return {"input_size": meta["min_size"]}
+    if arch in ("inception_v3", "googlenet"):
+        return {"transform_input": True, "aux_logits": aux, "init_weights": True}
+    return {}
+
+
+def zoo_preprocessing(arch: str, spec: ModelSpec = ModelSpec()) -> Preprocessing:  # noqa: B008
+    """The DEFAULT weights' own transforms (known offline): crop, resize, interpolation, mean,
+    std. `--input-size` and `--normalize`, if given, override them."""
+    transform = models.get_model_weights(arch).DEFAULT.transforms()
+    mean, std = tuple(transform.mean), tuple(transform.std)
+    imagenet = np.allclose(mean, IMAGENET_MEAN) and np.allclose(std, IMAGENET_STD)
+    given = Preprocessing(
+        size=transform.crop_size[0],
+        resize=transform.resize_size[0],
+        interpolation=transform.interpolation.value,
+        mean=mean,  # type: ignore[arg-type]
+        std=std,  # type: ignore[arg-type]
+        name="imagenet" if imagenet else "torchvision",
+    )
+    if spec.input_size is None and spec.normalize is None:
+        return given
+    return user_preprocessing(spec, given)
+
+
+def user_preprocessing(spec: ModelSpec, base: Preprocessing | None = None) -> Preprocessing:
+    """--input-size (default 224) and --normalize imagenet|caffe|tf|none (default imagenet)."""
+    base = base or Preprocessing()
+    size = spec.input_size or base.size
+    resize = base.resize if size == base.size else round(size / CROP)
+    if spec.normalize is None:
+        return dataclasses.replace(base, size=size, resize=resize)
+    if spec.normalize not in NORMALIZATIONS:
+        raise BackendError(
+            f"--normalize {spec.normalize}: expected one of {', '.join(NORMALIZATIONS)}"
+        )
+    mean, std, bgr = NORMALIZATIONS[spec.normalize]
+    return dataclasses.replace(
+        base, size=size, resize=resize, mean=mean, std=std, bgr=bgr, name=spec.normalize
+    )
+
+
+def from_state(arch: str, state: Mapping[str, np.ndarray], source: str) -> nn.Module:
+    """torchvision's `arch`, sized by the file: its head's rows give the class count (a
+    fine-tuned head of any size), its auxiliary classifiers whether Inception keeps them."""
+    kwargs = arch_kwargs(arch, aux=any(key.startswith(AUX) for key in state))
+    model = _empty(arch, kwargs)
+    heads = [k for k, v in model.state_dict().items() if v.ndim and v.shape[0] == 1000]
+    given = [k for k in heads if k in state]
+    if given and state[given[-1]].shape[0] != 1000:
+        model = _empty(arch, kwargs | {"num_classes": int(state[given[-1]].shape[0])})
+    load_strict(model, state, source)
+    return model
+
+
+def _empty(arch: str, kwargs: dict[str, Any]) -> nn.Module:
+    """The network with no time spent initialising weights about to be replaced (on the meta
+    device), unless its builder computes with tensors (RegNet): then on the CPU."""
+    try:
+        with torch.device("meta"):
+            return models.get_model(arch, **kwargs)
+    except (NotImplementedError, RuntimeError):
+        return models.get_model(arch, **kwargs)
+
+
+def imagenet_model(arch: str) -> nn.Module:
+    """The DEFAULT ImageNet weights through torchvision's cache ($TORCH_HOME), or one error."""
+    spec = models.get_model_weights(arch).DEFAULT
+    filename = spec.url.rsplit("/", 1)[-1]
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    was_cached = (folder / filename).is_file()
+    try:
+        with quiet_download():
+            return models.get_model(arch, weights=spec)
+    except Exception as e:  # offline: URLError/OSError; a damaged cache: RuntimeError and others
+        if was_cached:
+            raise BackendError(
+                f"the cached ImageNet weights {folder / filename} cannot be loaded "
+                f"({first_line(e)}); delete the file to download it again, or pass --weights PATH"
+            ) from None
+        shared = " (set TORCH_HOME to move it; the same file serves --backend tf)"
+        raise BackendError(
+            f"ImageNet weights {filename} are not cached and could not be downloaded "
+            f"({first_line(e)}): put {spec.url} in {folder}/"
+            f"{shared if arch in BLOCKS else ' (set TORCH_HOME to move it)'}, "
+            "or pass --weights PATH, or --weights random to try the pipeline on an untrained "
+            "network"
+        ) from None
+
+
+def factory_model(spec: ModelSpec, weights: WeightsSpec) -> Built:
+    """`package.module:factory`, imported as uvicorn does (the current folder first on the path),
+    called with no arguments; its weights from --weights PATH, or its own with --weights random."""
+    module_name, _, attr = spec.name.rpartition(":")
+    if weights.kind == "imagenet":
+        raise BackendError(
+            f"--model {spec.name} is your own model, and gbp has no ImageNet weights for it: "
+            "pass --weights PATH (its state_dict), or --weights random to keep the factory's own"
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    importlib.invalidate_caches()
+    try:
+        found: Any = importlib.import_module(module_name)
+    except Exception as e:
+        raise BackendError(
+            f"--model {spec.name}: cannot import {module_name} ({type(e).__name__}: "
+            f"{first_line(e)})"
+        ) from None
+    for part in attr.split("."):
+        if not hasattr(found, part):
+            raise BackendError(f"--model {spec.name}: {module_name} has no attribute {attr!r}")
+        found = getattr(found, part)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(weights.seed)
+        try:
+            model = found()
+        except Exception as e:
+            raise BackendError(
+                f"--model {spec.name}: {attr}() raised {type(e).__name__}: {first_line(e)}"
+            ) from None
+    if not isinstance(model, nn.Module):
+        raise BackendError(
+            f"--model {spec.name}: {attr}() returned a {type(model).__name__}, "
+            "not a torch.nn.Module"
+        )
+    notes: tuple[str, ...] = ()
+    if weights.kind == "file":
+        assert weights.path is not None
+        source = f"--weights {weights.path}"
+        load_strict(model, read_checkpoint(weights.path, source), source)
+    else:
+        notes = (
+            f"--weights random: {spec.name} keeps the weights {attr}() gave it (called after "
+            f"torch.manual_seed({weights.seed})); gbp does not re-initialise them",
+        )
+    return Built(model, spec.name, user_preprocessing(spec), None, notes)
+
+
+def load_strict(model: nn.Module, state: Mapping[str, np.ndarray], source: str) -> None:
+    """load_state_dict, with its multi-line complaint cut down to one line naming the keys."""
+    tensors = {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}
+    try:
+        result = model.load_state_dict(tensors, strict=False, assign=True)
+    except RuntimeError as e:
+        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e))
+        raise BackendError(f"{source}: does not fit {type(model).__name__} ({detail})") from None
+    problems = [
+        f"{len(keys)} {what}, e.g. {', '.join(keys[:3])}"
+        for what, keys in (("missing", result.missing_keys), ("unexpected", result.unexpected_keys))
+        if keys
+    ]
+    if problems:
+        raise BackendError(f"{source}: keys do not match ({'; '.join(problems)})")

@@ -1,0 +1,1 @@
+"""Networks that exist in both frameworks as the same function, and their weights either way."""

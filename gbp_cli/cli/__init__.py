@@ -1,0 +1,1 @@
+"""The command line: options, and one module per command that parses and wires library stages."""

@@ -1,0 +1,71 @@
+"""`--dry-run`: what a run would do with each input — write, keep, refuse or fail — with no model.
+
+The same decisions as a real run (the same planner and records), before any framework loads, so
+a user can check a job's share of a folder before submitting it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import click
+from PIL import Image, UnidentifiedImageError
+
+from gbp_cli.cli.results import field
+from gbp_cli.errors import InputError
+from gbp_cli.fingerprints import is_gbp_png, sha256_bytes
+from gbp_cli.inputs.find import Source, is_image_name
+from gbp_cli.inputs.preprocess import Prepared, read_input
+from gbp_cli.outputs.planning import Planner, Prediction
+
+
+def verdict(source: Source, planner: Planner) -> tuple[str, str, list[Path]]:
+    """(action, reason, files) for one input: write, kept, refused, failed or skipped."""
+    if not is_image_name(source.path.name):
+        return "failed", "not an image by its name", []
+    try:
+        data = read_input(source.path)
+    except InputError as e:
+        return "failed", str(e), []
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format == "PNG" and is_gbp_png(image.info):
+                return "skipped", "a map gbp wrote, not a photo", []
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return "failed", "not an image PIL can read", []
+    prepared = Prepared(array=None, geometry=None, digest=sha256_bytes(data))  # type: ignore[arg-type]
+    try:
+        kept = planner.existing(source, prepared)
+    except InputError as e:
+        return "refused", str(e), []
+    if kept is not None:
+        return "kept", "", kept
+    if planner.per_class:
+        return "write", f"top {planner.top_k} classes, named once the model has run", []
+    guess = [Prediction(planner.target or 0, "", 0.0, 0.0)]
+    return "write", "", [o.path for o in planner.plan(source, prepared, guess)]
+
+
+def show(source: Source, action: str, reason: str, files: list[Path], as_json: bool) -> None:
+    """One input's line (or JSON object) of the preview."""
+    if as_json:
+        record = {"input": source.name, "action": action, "files": [str(f) for f in files]}
+        if reason:
+            record["reason"] = reason
+        click.echo(json.dumps(record, ensure_ascii=False))
+    else:
+        parts = [field(source.name), action, *(field(f) for f in files)]
+        click.echo("\t".join(parts + ([field(reason)] if reason else [])))
+
+
+def preview(sources: Iterable[Source], planner: Planner, as_json: bool) -> int:
+    """Print one line (or JSON object) per input; returns how many would fail or be refused."""
+    failures = 0
+    for source in sources:
+        action, reason, files = verdict(source, planner)
+        failures += action in ("failed", "refused")
+        show(source, action, reason, files, as_json)
+    return failures

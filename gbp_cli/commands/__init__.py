@@ -1,1 +1,0 @@
-"""One module per command; each validates its options, plans, and runs library stages."""

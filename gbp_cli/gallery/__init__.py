@@ -1,0 +1,1 @@
+"""`--report`: the page of every input and its maps."""

@@ -1,0 +1,168 @@
+"""Planning one input's outputs: their paths, the record each will carry, and whether what is
+already on disk can be kept, must be redone, or is in the way."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gbp_cli.backends.base import ModelInfo
+from gbp_cli.errors import InputError
+from gbp_cli.inputs.find import Source
+from gbp_cli.inputs.preprocess import Prepared
+from gbp_cli.outputs.naming import PANEL, Outputs, class_tag, file_name
+from gbp_cli.outputs.records import Provenance, conflict, decide, look
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    label: str
+    logit: float
+    probability: float
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted.astype(np.float64))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def predictions(logits: np.ndarray, indices: Iterable[int], labels: list[str]) -> list[Prediction]:
+    probabilities = softmax(logits)
+    return [
+        Prediction(int(c), labels[int(c)], float(logits[c]), float(probabilities[c]))
+        for c in indices
+    ]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One file to write: where, what it shows, and the record it carries."""
+
+    path: Path
+    method: str
+    format: str
+    ranks: tuple[int, ...]  # which of the image's explained classes it shows (the panel: all)
+    targets: tuple[Prediction, ...]
+    provenance: Provenance
+
+
+@dataclass
+class Planner:
+    """Plans every input's outputs for one run, and makes sure no two inputs share one."""
+
+    outputs: Outputs
+    model: dict[str, str]  # backend, model, weights, precision: in every output's record
+    target: int | None = None
+    top_k: int = 1
+    info: ModelInfo | None = None  # the loaded model, once there is one
+    overwrite: bool = False
+    inputs: frozenset[str] = frozenset()  # real paths of the run's inputs
+    _claims: dict[str, Source] = field(default_factory=dict)
+
+    @property
+    def per_class(self) -> bool:
+        """Several classes per image put each class into its files' names."""
+        return self.target is None and self.top_k > 1
+
+    def target_setting(self, rank: int | None) -> str:
+        if self.target is not None:
+            return f"class {self.target}"
+        if self.top_k == 1:
+            return "top-1"
+        return f"top-{self.top_k}" if rank is None else f"top-{self.top_k} rank {rank}"
+
+    def provenance(self, source: Source, digest: str, method: str, fmt: str, rank: int | None):
+        settings = {
+            **self.model,
+            **self.outputs.settings(method, fmt),
+            "target": self.target_setting(rank),
+        }
+        return Provenance(source.name, digest, settings)
+
+    def plan(self, source: Source, prepared: Prepared, targets: list[Prediction]) -> list[Planned]:
+        """Every file for one image, now that its explained classes are known."""
+        folder = self.outputs.out_dir / source.stem.parent
+        planned = []
+        for method, fmt in self.outputs.kinds():
+            if fmt == PANEL:  # one figure, a row per class
+                ranks: list[tuple[int, ...]] = [tuple(range(len(targets)))]
+            else:
+                ranks = [(k,) for k in range(len(targets))]
+            for shown in ranks:
+                single = len(shown) == 1 and fmt != PANEL
+                tag = class_tag(targets[shown[0]].index, targets[shown[0]].label)
+                name = file_name(source.stem.name, method, fmt, tag if self.per_class else None)
+                rank = shown[0] + 1 if single and self.per_class else None
+                planned.append(
+                    Planned(
+                        folder / name,
+                        method,
+                        fmt,
+                        shown,
+                        tuple(targets[k] for k in shown),
+                        self.provenance(source, prepared.digest, method, fmt, rank),
+                    )
+                )
+        return planned
+
+    def claim(self, source: Source, planned: list[Planned]) -> list[Planned]:
+        """Refuse the input if another input of this run already has one of these paths."""
+        for output in planned:
+            key = os.path.abspath(output.path)
+            other = self._claims.setdefault(key, source)
+            if other is not source:
+                raise InputError(
+                    f"its output {output.path} would overwrite that of {other.name}; "
+                    "rename one of them or explain them into different -o folders"
+                )
+            if os.path.realpath(output.path) in self.inputs and not look(output.path).ours:
+                raise InputError(
+                    f"its output {output.path} is an input of this run; it was left alone "
+                    "(choose another -o)"
+                )
+        return planned
+
+    def existing(self, source: Source, prepared: Prepared) -> list[Path] | None:
+        """Every output's path if all are there and identical (kept), None if there is work to
+        do; an InputError if something that may not be replaced is in the way."""
+        if self.per_class:
+            return self._existing_per_class(source, prepared)
+        placeholder = [Prediction(self.target or 0, "", 0.0, 0.0)]
+        planned = self.claim(source, self.plan(source, prepared, placeholder))
+        verdicts = [decide(o.path, o.provenance, self.overwrite) for o in planned]
+        return [o.path for o in planned] if set(verdicts) == {"kept"} else None
+
+    def _existing_per_class(self, source: Source, prepared: Prepared) -> list[Path] | None:
+        """With --top-k the names hold the classes, unknown until the model runs: look for
+        files of this stem whose record is this input, these settings and this rank."""
+        if self.overwrite:
+            return None
+        folder = self.outputs.out_dir / source.stem.parent
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return None
+        kept = []
+        for method, fmt in self.outputs.kinds():
+            ranks = [None] if fmt == PANEL else list(range(1, self.top_k + 1))
+            suffix = file_name("", method, fmt)  # ".guided.color.png"
+            tagged = re.compile(re.escape(source.stem.name) + r"\.\d+-[^.]*" + re.escape(suffix))
+            candidates = [
+                folder / n
+                for n in names
+                if tagged.fullmatch(n) or n == file_name(source.stem.name, method, fmt)
+            ]
+            for rank in ranks:
+                wanted = self.provenance(source, prepared.digest, method, fmt, rank)
+                match = next((p for p in candidates if conflict(look(p), wanted) is None), None)
+                if match is None:
+                    return None
+                kept.append(match)
+        return kept

@@ -1,0 +1,1 @@
+"""`gbp sanity`: cascading randomization, the class check, and how alike two maps are."""
