@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 
 from .base import (
     DISTRIBUTION,
@@ -16,7 +17,7 @@ from .base import (
 )
 
 __all__ = [
-    "BACKENDS",
+    "BUILT_IN",
     "DISTRIBUTION",
     "Backend",
     "BackendError",
@@ -24,14 +25,38 @@ __all__ = [
     "ModelInfo",
     "ModelSpec",
     "WeightsSpec",
+    "backend_module",
     "open_backend",
 ]
 
-# name → (modules to import in order, the last one the backend; frameworks it needs; pip extra)
-BACKENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+# The built-in backends: name → (modules to import in order, the last one the backend;
+# the frameworks it needs; the pip extra that installs them).
+BUILT_IN: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "torch": ((".torch.backend",), ("torch", "torchvision"), "torch"),
     "tf": ((".tf.env", ".tf.backend"), ("tensorflow", "keras", "h5py"), "tf"),
 }
+
+
+def backend_module(name: str) -> ModuleType:
+    """The module of backend `name`: a built-in one, or any importable module (package.module)
+    with a `load` function that returns a Backend — your own, as --model takes your own model.
+    It travels by name, so a Ray worker imports the same one."""
+    modules, needs, extra = BUILT_IN.get(name, ((name,), (), ""))
+    try:
+        return [importlib.import_module(m, __name__) for m in modules][-1]
+    except ImportError as e:
+        missing = (e.name or "").split(".")[0]
+        if name not in BUILT_IN and missing == name.split(".")[0]:
+            raise BackendError(
+                f"backend {name!r}: neither torch nor tf, and no module of that name can be "
+                "imported"
+            ) from e
+        if missing not in needs:
+            raise
+        raise BackendError(
+            f"the {name} backend needs {missing}, which is not installed: "
+            f"pip install '{DISTRIBUTION}[{extra}]'"
+        ) from None
 
 
 def open_backend(
@@ -48,15 +73,7 @@ def open_backend(
     workload in `plan`); torch takes only auto. `model` is what --model and its options named.
     """
     precise(precision)  # before seconds of framework import
-    module_names, needs, extra = BACKENDS[name]
-    try:
-        module = [importlib.import_module(m, __name__) for m in module_names][-1]
-    except ImportError as e:
-        missing = (e.name or "").split(".")[0]
-        if missing not in needs:
-            raise
-        raise BackendError(
-            f"the {name} backend needs {missing}, which is not installed: "
-            f"pip install '{DISTRIBUTION}[{extra}]'"
-        ) from None
+    module = backend_module(name)
+    if not callable(getattr(module, "load", None)):
+        raise BackendError(f"backend {name!r}: its module has no load() function")
     return module.load(weights, device, precision, mode, model)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from gbp_cli.backends.base import Explanation, ModelSpec, WeightsSpec
-from gbp_cli.engines.local import Job, _write
+from gbp_cli.engines.base import Job
+from gbp_cli.engines.results import write_result
 from gbp_cli.errors import InputError, NotAnInput
 from gbp_cli.inputs.find import named
 from gbp_cli.inputs.preprocess import Prepared, prepare, prepare_image
@@ -161,7 +162,7 @@ class Saliency:
             assert explanation is not None and item is not None
             targets = predictions(explanation.logits[j], explanation.targets[j], self.labels)
             planned = self.job.planner.plan(source, item, targets)
-            result = _write(j, source, item, explanation, maps, planned, 0.0, self.job, store)
+            result = write_result(j, source, item, explanation, maps, planned, 0.0, self.job, store)
             if result.error is not None:
                 errors[i] = result.error
             files[i] = "\n".join(str(p) for p in [*result.files, *result.kept])

@@ -49,7 +49,7 @@ def one_line(text: str) -> str:
 FAKE = (
     f"sys.path.insert(0, {str(ROOT)!r})\n"
     "from gbp_cli import backends\n"
-    "backends.BACKENDS['torch'] = (('tests.fake_backend',), (), 'torch')\n"
+    "backends.BUILT_IN['torch'] = (('tests.fake_backend',), (), 'torch')\n"
 )
 
 
@@ -195,7 +195,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> None:
     """`--backend torch` gives the milliseconds-fast stand-in of tests/fake_backend.py."""
     from gbp_cli import backends
 
-    monkeypatch.setitem(backends.BACKENDS, "torch", (("tests.fake_backend",), (), "torch"))
+    monkeypatch.setitem(backends.BUILT_IN, "torch", (("tests.fake_backend",), (), "torch"))
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -334,7 +334,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_photo(photos / ODD, seed=9)
     (photos / "broken.png").write_bytes(b"not an image")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(backends.BACKENDS, "torch", (("tests.fake_backend",), (), "torch"))
+        patch.setitem(backends.BUILT_IN, "torch", (("tests.fake_backend",), (), "torch"))
         result = gbp(
             "explain", photos, root / "missing.jpg", "--report", "--weights", "random",
             "--method", "guided", "--method", "gradcam", "--format", "color", "--format", "npy",

@@ -168,7 +168,7 @@ def test_parity_exits_1_when_a_figure_is_over_tolerance(
     from gbp_cli.cli import parity
 
     for name in ("torch", "tf"):  # two stand-ins: the same maps, so any tolerance below 0 fails
-        monkeypatch.setitem(backends.BACKENDS, name, (("tests.fake_backend",), (), name))
+        monkeypatch.setitem(backends.BUILT_IN, name, (("tests.fake_backend",), (), name))
     photo = make_photo(tmp_path / "p.png")
     assert gbp("parity", photo, "--weights", "random").exit_code == 0
     monkeypatch.setitem(parity.TOLERANCE, "guided", -1.0)

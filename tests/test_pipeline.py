@@ -202,7 +202,7 @@ def test_tf_mode_reaches_the_tf_backend_only(
 ) -> None:
     from gbp_cli import backends
 
-    monkeypatch.setitem(backends.BACKENDS, "tf", (("tests.fake_backend",), (), "tf"))
+    monkeypatch.setitem(backends.BUILT_IN, "tf", (("tests.fake_backend",), (), "tf"))
     tf = gbp("explain", photos / "a.png", "--backend", "tf", "--tf-mode", "graph", "-o", tmp_path)
     assert "with torch graph on cpu" in tf.stderr  # the stand-in calls itself torch
     ignored = gbp("explain", photos / "a.png", "--tf-mode", "graph", "-o", tmp_path / "t")

@@ -2,10 +2,10 @@
 the same files as the local engine, bad inputs as records, resume, a killed actor, Ctrl-C, and
 the README's Ray Data example.
 
-The stand-in backend reaches the Ray workers by name: the engine hands them the driver's
-backend registry entry (which the `fake` fixture sets), and the session's Ray puts the repo root
-on their PYTHONPATH. This module is also a backend: `load` below wraps the stand-in with one
-crash (os._exit) on a chosen batch, for the killed-actor test.
+Every run here uses the stand-in backend, named by its module (`--backend tests.fake_backend`)
+as a backend of your own would be: the name travels to the Ray workers, and the session's Ray
+puts the repo root on their PYTHONPATH. This module is also a backend: `load` below wraps the
+stand-in with one crash (os._exit) on a chosen batch, for the killed-actor test.
 """
 
 from __future__ import annotations
@@ -24,11 +24,18 @@ import numpy as np
 import pytest
 
 from gbp_cli.backends.base import Backend, Explanation, WeightsSpec
-from tests.conftest import ROOT, gbp, interruptible, make_photo, run_gbp, without
+from tests import conftest
+from tests.conftest import ROOT, interruptible, make_photo, run_gbp, without
 
 ray = pytest.importorskip("ray", reason="needs Ray Data: pip install 'gbp-saliency[ray]'")
 CRASH_DIR = "GBP_TEST_CRASH_DIR"  # test-only: where `load` below reads its crash plan
 RAY = ("--engine", "ray")
+STAND_IN = ("--backend", "tests.fake_backend")
+
+
+def gbp(command: str, *args: str | Path):
+    """`gbp COMMAND` on the stand-in backend (a later --backend in `args` wins)."""
+    return conftest.gbp(command, *STAND_IN, *args)
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +50,7 @@ def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ray.shutdown()
 
 
-pytestmark = pytest.mark.usefixtures("fake", "ray_session")
+pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 def load(
@@ -136,15 +143,13 @@ def test_a_rerun_on_a_shared_folder_skips_what_exists(tmp_path: Path) -> None:
 
 
 def test_an_actor_that_dies_is_restarted_and_every_input_explained_once(
-    tmp_path: Path, ray_session: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, ray_session: Path
 ) -> None:
-    from gbp_cli import backends
-
-    monkeypatch.setitem(backends.BACKENDS, "torch", (("tests.test_ray",), (), "torch"))
     (ray_session / "at").write_text("2")
     try:
         folder = photos(tmp_path / "in", 6)
-        result = gbp("explain", folder, "-o", tmp_path / "out", "--batch-size", "2", "-q", *RAY)
+        args = ["-o", tmp_path / "out", "--batch-size", "2", "-q", *RAY]
+        result = gbp("explain", folder, *args, "--backend", "tests.test_ray")
     finally:
         (ray_session / "at").unlink()
     assert (ray_session / "crashed").exists(), "the actor was not killed"
@@ -159,8 +164,9 @@ def test_ctrl_c_cancels_the_job_exits_130_and_leaves_no_partial_file(tmp_path: P
     out = tmp_path / "out"
     address = ray.get_runtime_context().gcs_address  # this session's Ray, as a cluster
     args = ["explain", folder, "-o", out, "--batch-size", "2", "--format", "npy", *RAY]
-    args += ["--ray-address", address]
+    args += ["--ray-address", address, *STAND_IN]
     env = {**os.environ, "GBP_FAKE_SECONDS": "1.5"}  # GBP_* reach the workers; slow on purpose
+    env["PYTHONPATH"] = str(ROOT)  # and PYTHONPATH: the workers import the stand-in by name
     process = subprocess.Popen(
         [sys.executable, "-c", without(fake=True), *map(str, args)],
         stdout=subprocess.PIPE,
@@ -197,7 +203,7 @@ def test_options_that_cannot_work_are_refused_in_one_line(tmp_path: Path) -> Non
     )
     gpus = gbp("explain", photo, "-o", tmp_path / "out", "--gpus-per-worker", "1", *RAY)
     assert gpus.exit_code == 2 and "the Ray cluster has 0" in gpus.stderr
-    missing = run_gbp("explain", photo, "-o", tmp_path / "out", *RAY, block=("ray",), fake=True)
+    missing = run_gbp("explain", photo, "-o", tmp_path / "out", *RAY, *STAND_IN, block=("ray",))
     assert (missing.returncode, missing.stderr) == (
         2,
         "gbp: --engine ray needs Ray Data, which is not installed: pip install "

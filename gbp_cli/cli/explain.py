@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
+    from gbp_cli.engines.base import Engine
     from gbp_cli.outputs.planning import Planner
 
 from gbp_cli.backends import ModelInfo, WeightsSpec
@@ -31,7 +32,7 @@ from gbp_cli.inputs.find import STDIN, STDOUT, Source, discover, in_shard, walk
 from gbp_cli.outputs.model_record import model_record
 from gbp_cli.outputs.naming import Outputs
 from gbp_cli.saliency.labels import load_labels, resolve_target
-from gbp_cli.saliency.model import load_model
+from gbp_cli.saliency.model import ModelChoice
 from gbp_cli.settings import Rendering, Smoothing
 
 
@@ -179,7 +180,7 @@ def early_failure(
 ) -> None:
     """An input that fails before any model is loaded: one line, and its JSON record."""
     from gbp_cli.cli.results import Reporter
-    from gbp_cli.engines.local import Result
+    from gbp_cli.engines.base import Result
 
     info = ModelInfo(request.backend, request.model.name, 0, request.spec, request.device)
     sink = sink if request.report else None
@@ -211,6 +212,25 @@ def model_settings(request: Request) -> dict[str, str]:
     return model_record(request.backend, request.model, request.spec, request.precision)
 
 
+def engine_for(request: Request) -> Engine:
+    """Where the run happens: this process, or a Ray job (the model loads on its workers,
+    never here)."""
+    if request.engine == "ray":
+        from gbp_cli.engines.ray import RayEngine
+
+        return RayEngine(
+            request.outputs.out_dir,
+            request.to_stdout,
+            request.ray_address,
+            request.workers,
+            request.gpus_per_worker,
+            request.cpus_per_worker,
+        )
+    from gbp_cli.engines.local import LocalEngine
+
+    return LocalEngine()
+
+
 def execute(
     request: Request,
     sources: Iterable[Source],
@@ -220,18 +240,14 @@ def execute(
     """Load the model once and explain every input."""
     from gbp_cli.cli.progress import Progress
     from gbp_cli.cli.results import Reporter, summary_line
-    from gbp_cli.engines.local import Job, run
+    from gbp_cli.engines.base import Job
     from gbp_cli.outputs.store import Store
 
     if isinstance(sources, list) and not sources:
         return failed_early
-    if request.engine == "ray":  # the model loads on the Ray workers, never in this process
-        from gbp_cli.engines import ray as ray_engine
-
-        model = ray_engine.remote_model(request)
-        run = ray_engine.run
-    else:
-        model = load_model(
+    engine = engine_for(request)
+    model = engine.open(
+        ModelChoice(
             request.backend,
             request.spec,
             request.device,
@@ -240,6 +256,7 @@ def execute(
             request.model,
             request.outputs.methods,
         )
+    )
     names = load_labels(request.labels, model.info.num_classes)
     if request.top_k > len(names):
         raise GbpError(f"--top-k {request.top_k} is more than the model's {len(names)} classes")
@@ -272,7 +289,9 @@ def execute(
     store = Store(request.overwrite, reporter.log)
     started = time.perf_counter()
     try:
-        summary = run(sources, model, job, reporter, store, progress.advance if progress else None)
+        summary = engine.run(
+            sources, model, job, reporter, store, progress.advance if progress else None
+        )
     except RunStopped as e:
         click.echo(f"gbp: {e}; stopping", err=True)
         return 1 + failed_early

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import click
 
-from gbp_cli.backends import BACKENDS, ModelInfo
+from gbp_cli.backends import BUILT_IN, ModelInfo
 from gbp_cli.backends.rules import RULED_ACTIVATIONS
 
 CATALOGS = {"torch": ".torch.catalog", "tf": ".tf.catalog"}
@@ -30,7 +30,7 @@ def catalogs(backend: str | None) -> Iterator[tuple[str, object]]:
     for name, module in CATALOGS.items():
         if backend not in (None, name):
             continue
-        if any(importlib.util.find_spec(f) is None for f in BACKENDS[name][1]):
+        if any(importlib.util.find_spec(f) is None for f in BUILT_IN[name][1]):
             click.echo(f"gbp: {name} is not installed: its models are not listed", err=True)
             continue
         if name == "tf":

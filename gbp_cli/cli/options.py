@@ -56,8 +56,28 @@ OTHER_ACTIVATIONS = click.option(
     "let these keep their ordinary gradient (every output then says how many).",
 )
 
+
+class BackendName(click.ParamType):
+    """torch, tf, or the dotted path of a module of your own that has a `load` function."""
+
+    name = "backend"
+
+    def convert(self, value: object, param: object, ctx: object) -> str:
+        text = str(value)
+        dotted = all(part.isidentifier() for part in text.split("."))
+        if text in ("torch", "tf") or ("." in text and dotted):
+            return text
+        self.fail(f"{text!r} is not torch, tf or a package.module of your own", param, ctx)  # type: ignore[arg-type]
+
+
 BACKEND = click.option(
-    "--backend", type=click.Choice(["torch", "tf"]), default="torch", show_default=True
+    "--backend",
+    type=BackendName(),
+    default="torch",
+    show_default=True,
+    metavar="torch|tf|MODULE",
+    help="The framework; or package.module, a backend of your own (a module whose load() "
+    "returns a gbp_cli.backends.Backend).",
 )
 
 METHOD = click.option(

@@ -11,7 +11,7 @@ import click
 
 from gbp_cli.backends.base import ModelInfo
 from gbp_cli.cli.progress import Progress
-from gbp_cli.engines.local import Result, Summary
+from gbp_cli.engines.base import Result, Summary
 from gbp_cli.inputs.find import printable
 from gbp_cli.outputs.planning import Prediction
 

@@ -8,89 +8,49 @@ in input order, one per input.
 from __future__ import annotations
 
 import functools
-import os
-import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from gbp_cli.backends.base import Backend, Explanation
+from gbp_cli.engines.base import Job, Progress, Report, Result, Summary
 from gbp_cli.engines.batching import batched, helper_threads, prefetch
-from gbp_cli.errors import InputError, NotAnInput, RunStopped
+from gbp_cli.engines.results import write_result
+from gbp_cli.errors import InputError, NotAnInput
 from gbp_cli.inputs.find import Source
 from gbp_cli.inputs.preprocess import Prepared, prepare
-from gbp_cli.outputs.planning import Planned, Planner, Prediction, predictions
+from gbp_cli.outputs.planning import Planned, predictions
 from gbp_cli.outputs.store import Store
-from gbp_cli.render.encode import PHOTO_FORMATS, Target, encode
+from gbp_cli.render.encode import PHOTO_FORMATS
 from gbp_cli.saliency.maps import explain_maps
+from gbp_cli.saliency.model import ModelChoice
 
 
-@dataclass(frozen=True)
-class Job:
-    """Everything the user asked for that applies to every input."""
+class LocalEngine:
+    """This process: the model loads here once, and every batch runs through it."""
 
-    planner: Planner
-    labels: list[str]
-    resize: str
-    target: int | None = None
-    top_k: int = 1
-    batch_size: int = 8
-    to_stdout: bool = False  # `-o -`: the single output's bytes go to stdout instead of a file
+    def open(self, choice: ModelChoice) -> Backend:
+        return choice.open()
 
-
-@dataclass
-class Result:
-    """What happened to one input."""
-
-    source: Source
-    error: str | None = None
-    files: list[Path] = field(default_factory=list)
-    kept: list[Path] = field(default_factory=list)  # identical outputs that already existed
-    targets: list[Prediction] = field(default_factory=list)
-    top: list[Prediction] = field(default_factory=list)
-    relus: dict[str, int] = field(default_factory=dict)
-    activations: dict[str, dict[str, int]] = field(default_factory=dict)  # method → kind → n
-    ordinary: dict[str, int] = field(default_factory=dict)  # kinds left with their own gradient
-    seconds: float = 0.0
-    skipped: bool = False  # a file gbp wrote, met as an input: not explained, only counted
-
-
-@dataclass
-class Summary:
-    """What a run did, for the closing line on stderr and the exit code."""
-
-    inputs: int = 0
-    explained: int = 0
-    failed: int = 0
-    kept: int = 0
-    skipped: int = 0
-    compute_seconds: float = 0.0
-
-    def add(self, result: Result) -> None:
-        if result.skipped:
-            self.skipped += 1
-            return
-        self.inputs += 1
-        if result.error is not None:
-            self.failed += 1
-        elif result.files:
-            self.explained += 1
-        else:
-            self.kept += 1
-
-
-Progress = Callable[[float], None]  # advance the progress display by a fraction of images
+    def run(
+        self,
+        sources: Iterable[Source],
+        model: Backend,
+        job: Job,
+        report: Report,
+        store: Store,
+        progress: Progress | None = None,
+    ) -> Summary:
+        return run(sources, model, job, report, store, progress)
 
 
 def run(
     sources: Iterable[Source],
     backend: Backend,
     job: Job,
-    report: Callable[[Result], None],
+    report: Report,
     store: Store,
     progress: Progress | None = None,
 ) -> Summary:
@@ -141,8 +101,9 @@ def run(
                         slots[slot] = planned
                         continue
                     slots[slot] = writer.submit(
-                        _write, i, source, prepared, explanation, maps, planned, each, job, store
-                    )
+                        write_result, i, source, prepared, explanation, maps, planned, each, job,
+                        store,
+                    )  # fmt: skip
             if pending is not None:
                 flush(pending)  # the previous batch was written while this one computed
             pending = slots  # type: ignore[assignment]
@@ -181,58 +142,3 @@ def _claim(
         return job.planner.claim(source, job.planner.plan(source, prepared, targets))
     except InputError as e:
         return Result(source, error=str(e))
-
-
-def _write(
-    i: int,
-    source: Source,
-    prepared: Prepared,
-    explanation: Explanation,
-    maps: dict[str, np.ndarray],
-    planned: list[Planned],
-    share: float,
-    job: Job,
-    store: Store,
-) -> Result:
-    """Image `i` of a computed batch: its predictions, and every output stored."""
-    begun = time.perf_counter()
-    logits = explanation.logits[i]
-    result = Result(
-        source,
-        targets=predictions(logits, explanation.targets[i], job.labels),
-        top=predictions(logits, np.argsort(-logits)[: max(5, job.top_k)], job.labels),
-        relus=dict(explanation.relus),
-        activations=dict(explanation.activations),
-        ordinary=dict(explanation.ordinary),
-    )
-    info = job.planner.info
-    try:
-        for output in planned:
-            image_maps = [{m: v[i, k] for m, v in maps.items()} for k in output.ranks]
-            tags = [Target(t.index, t.label, t.probability) for t in output.targets]
-            data = encode(
-                output.method, output.format, image_maps, prepared, tags, info,
-                job.planner.outputs, output.provenance, explanation.ordinary,
-            )  # fmt: skip
-            if job.to_stdout:
-                _to_stdout(data)
-                result.files.append(Path("-"))
-            elif store.save(output.path, data, output.provenance):
-                result.files.append(output.path)
-            else:
-                result.kept.append(output.path)
-    except InputError as e:
-        return Result(source, error=str(e))
-    result.seconds = share + time.perf_counter() - begun
-    return result
-
-
-def _to_stdout(data: bytes) -> None:
-    try:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-    except BrokenPipeError:
-        raise
-    except OSError as e:
-        reason = os.strerror(e.errno).lower() if e.errno else str(e)
-        raise RunStopped(f"cannot write to stdout: {reason}") from None

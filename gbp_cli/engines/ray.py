@@ -16,16 +16,16 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from gbp_cli.backends.base import Backend, Explanation, ModelInfo
-from gbp_cli.engines.local import Job, Result, Summary
+from gbp_cli.engines.base import Job, Progress, Report, Summary
 from gbp_cli.engines.ray_cluster import (
     actor_pool,
     cause,
@@ -54,10 +54,7 @@ from gbp_cli.inputs.find import Source
 from gbp_cli.inputs.preprocess import Geometry, Prepared
 from gbp_cli.outputs.planning import Planner, Prediction
 from gbp_cli.outputs.store import Store
-from gbp_cli.saliency.model import announce
-
-if TYPE_CHECKING:
-    from gbp_cli.cli.explain import Request
+from gbp_cli.saliency.model import ModelChoice, announce
 
 MAX_BLOCKS = 10_000  # groups per Ray Data block stay few enough for results to stream back
 
@@ -92,57 +89,68 @@ class RemoteModel(Backend):
         raise NotImplementedError("the model runs on the Ray workers")
 
 
-def remote_model(request: Request) -> RemoteModel:
-    """Start or join Ray, check that -o is shared, and learn the model's info from a worker."""
-    if request.to_stdout:
-        raise GbpError("--engine ray writes into a folder: -o - is for --engine local")
-    from gbp_cli import backends
+@dataclass(frozen=True)
+class RayEngine:
+    """A Ray Data job on this machine's cores (`address` None) or a cluster: the driver lists,
+    claims and reports; decoding, the model and writing run on the workers."""
 
-    ray = import_ray()
-    entry = backends.BACKENDS[request.backend]
-    started = connect(ray, request.ray_address, worker_env(entry))
-    if request.ray_address is not None:
-        problem = shared_folder_problem(ray, request.outputs.out_dir)
-        if problem:
-            raise GbpError(problem)
-    workers = request.workers or default_workers(ray, request.gpus_per_worker)
-    check_resources(ray, workers, request.gpus_per_worker, request.cpus_per_worker)
-    threads = None
-    if request.ray_address is None:  # this machine: share its cores as the local engine does
-        cores = int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
-        threads = max(1, math.ceil(request.cpus_per_worker), cores // workers)
-    opener = Opener(
-        request.backend,
-        entry,
-        request.spec,
-        request.device,
-        request.precision,
-        request.tf_mode,
-        request.model,
-        request.outputs.methods,
-        threads,
-    )
-    task = ray.remote(probe).options(
-        num_cpus=request.cpus_per_worker, num_gpus=request.gpus_per_worker, max_retries=0
-    )
-    try:
-        info = ray.get(task.remote(opener))
-    except ray.exceptions.RayTaskError as e:
-        raise cause(e) from None
-    model = RemoteModel(
-        info, opener, workers, request.gpus_per_worker, request.cpus_per_worker, started
-    )
-    announce(model)
-    return model
+    out_dir: Path
+    to_stdout: bool = False
+    address: str | None = None
+    workers: int | None = None  # model workers; None: one per GPU share, else one per machine
+    gpus_per_worker: float = 0
+    cpus_per_worker: float = 1
+
+    def open(self, choice: ModelChoice) -> RemoteModel:
+        """Start or join Ray, check that -o is shared, and learn the model's info from a
+        worker."""
+        if self.to_stdout:
+            raise GbpError("--engine ray writes into a folder: -o - is for --engine local")
+        ray = import_ray()
+        started = connect(ray, self.address, worker_env())
+        if self.address is not None:
+            problem = shared_folder_problem(ray, self.out_dir)
+            if problem:
+                raise GbpError(problem)
+        workers = self.workers or default_workers(ray, self.gpus_per_worker)
+        check_resources(ray, workers, self.gpus_per_worker, self.cpus_per_worker)
+        threads = None
+        if self.address is None:  # this machine: share its cores as the local engine does
+            cores = int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
+            threads = max(1, math.ceil(self.cpus_per_worker), cores // workers)
+        opener = Opener(choice, threads)
+        task = ray.remote(probe).options(
+            num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker, max_retries=0
+        )
+        try:
+            info = ray.get(task.remote(opener))
+        except ray.exceptions.RayTaskError as e:
+            raise cause(e) from None
+        model = RemoteModel(
+            info, opener, workers, self.gpus_per_worker, self.cpus_per_worker, started
+        )
+        announce(model)
+        return model
+
+    def run(
+        self,
+        sources: Iterable[Source],
+        model: Backend,
+        job: Job,
+        report: Report,
+        store: Store,
+        progress: Progress | None = None,
+    ) -> Summary:
+        return run(sources, model, job, report, store, progress)
 
 
 def run(
     sources: Iterable[Source],
     backend: Backend,
     job: Job,
-    report: Callable[[Result], None],
+    report: Report,
     store: Store,
-    progress: Callable[[float], None] | None = None,
+    progress: Progress | None = None,
 ) -> Summary:
     """The local engine's `run`, on Ray: every source reported once, in input order."""
     assert isinstance(backend, RemoteModel), "the Ray engine runs a RemoteModel"
@@ -188,7 +196,7 @@ def run(
 def sweep(planner: Planner, since: float) -> None:
     """Temp files of this run's own outputs that a worker killed mid-write left behind (the
     local engine's writers unwind and remove theirs; a killed Ray worker cannot)."""
-    for claimed in list(planner._claims):
+    for claimed in planner.claimed():
         folder, name = os.path.split(claimed)
         for leftover in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}*.part")):
             with contextlib.suppress(OSError):

@@ -4,7 +4,6 @@ whether -o is shared, and the spellings that changed across the supported Ray ve
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import inspect
 import logging
 import os
@@ -65,18 +64,10 @@ def import_ray() -> Any:
     return ray
 
 
-def worker_env(entry: tuple) -> dict[str, Any]:
-    """The job's runtime_env: the driver's GBP_* variables, and the folder of a backend module
-    registered from outside the package (the tests' stand-in) on the workers' PYTHONPATH."""
-    env = {k: v for k, v in os.environ.items() if k.startswith("GBP_")}
-    module = entry[0][-1]
-    if not module.startswith("."):
-        spec = importlib.util.find_spec(module.split(".")[0])
-        if spec is not None and spec.origin is not None:
-            root = Path(spec.origin).parent
-            if spec.submodule_search_locations:  # a package: its parent holds it
-                root = root.parent
-            env["PYTHONPATH"] = f"{root}{os.pathsep}${{PYTHONPATH}}"
+def worker_env() -> dict[str, Any]:
+    """The job's runtime_env: the driver's GBP_* variables and its PYTHONPATH, so that workers
+    started on this machine import what the driver imports (a backend or model of your own)."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("GBP_") or k == "PYTHONPATH"}
     return {"env_vars": env} if env else {}
 
 

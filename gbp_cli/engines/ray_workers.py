@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gbp_cli.backends.base import Backend, Explanation, ModelInfo, ModelSpec, WeightsSpec
-from gbp_cli.engines.local import Job, Result, _write
+from gbp_cli.backends.base import Backend, Explanation, ModelInfo
+from gbp_cli.engines.base import Job, Result
+from gbp_cli.engines.results import write_result
 from gbp_cli.errors import InputError, NotAnInput, RunStopped
 from gbp_cli.inputs.find import Source
 from gbp_cli.inputs.preprocess import Prepared, prepare
@@ -27,6 +28,7 @@ from gbp_cli.outputs.planning import predictions
 from gbp_cli.outputs.store import Store
 from gbp_cli.render.encode import PHOTO_FORMATS
 from gbp_cli.saliency.maps import explain_maps
+from gbp_cli.saliency.model import ModelChoice
 
 Batch = dict[str, np.ndarray]
 
@@ -73,32 +75,17 @@ def unpack(batch: Batch) -> list[Group]:
 
 @dataclass(frozen=True)
 class Opener:
-    """How each worker opens the model; the registry entry travels by name, so a backend that
-    the driver registered (the tests' stand-in) is the one the workers load."""
+    """How each worker opens the model: the user's choice travels, never a loaded model."""
 
-    backend: str
-    entry: tuple
-    spec: WeightsSpec
-    device: str
-    precision: str
-    tf_mode: str
-    model: ModelSpec
-    methods: tuple[str, ...]
+    choice: ModelChoice
     threads: int | None = None  # torch's intra-op threads; None: what Ray gives the actor
 
     def open(self) -> Backend:
-        from gbp_cli import backends
-        from gbp_cli.saliency.model import load_model
-
-        backends.BACKENDS[self.backend] = self.entry
-        if self.threads and self.backend == "torch":
+        if self.threads and self.choice.backend == "torch":
             import torch
 
             torch.set_num_threads(self.threads)
-        return load_model(
-            self.backend, self.spec, self.device, self.precision, self.tf_mode,
-            model=self.model, methods=self.methods,
-        )  # fmt: skip
+        return self.choice.open()
 
 
 def probe(opener: Opener) -> ModelInfo:
@@ -109,7 +96,7 @@ def probe(opener: Opener) -> ModelInfo:
 
 def worker_job(job: Job) -> Job:
     """The Job as workers need it: the driver keeps the run's claims and its list of inputs."""
-    planner = dataclasses.replace(job.planner, inputs=frozenset(), _claims={})
+    planner = dataclasses.replace(job.planner.unclaimed(), inputs=frozenset())
     return dataclasses.replace(job, planner=planner)
 
 
@@ -150,7 +137,7 @@ def _prepare(item: Item, job: Job, keep_photo: bool) -> None:
     if item.refused is not None:
         item.result = Result(source, error=item.refused)
         return
-    planner = dataclasses.replace(job.planner, _claims={})  # claims were the driver's
+    planner = job.planner.unclaimed()  # claims were the driver's
     try:
         kept = planner.existing(source, prepared)
     except InputError as e:
@@ -215,7 +202,7 @@ def write_groups(batch: Batch, job: Job, overwrite: bool, started: float) -> Bat
 
 
 def _write_group(group: Group, job: Job, store: Store) -> None:
-    """Each input's Result into `group.results`, in order, as the local engine's `_write`."""
+    """Each input's Result into `group.results`, in order, as the local engine writes them."""
     ready = {id(item): i for i, item in enumerate(group.ready())}
     each = group.seconds / max(len(ready), 1)
     for item in group.items:
@@ -227,7 +214,9 @@ def _write_group(group: Group, job: Job, store: Store) -> None:
         assert explanation is not None and maps is not None and prepared is not None
         targets = predictions(explanation.logits[i], explanation.targets[i], job.labels)
         planned = job.planner.plan(item.source, prepared, targets)  # claimed by the driver
-        written = _write(i, item.source, prepared, explanation, maps, planned, each, job, store)
+        written = write_result(
+            i, item.source, prepared, explanation, maps, planned, each, job, store
+        )
         group.results.append(written)
 
 

@@ -3,6 +3,7 @@ already on disk can be kept, must be redone, or is in the way."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Iterable
@@ -111,6 +112,14 @@ class Planner:
                     )
                 )
         return planned
+
+    def claimed(self) -> list[str]:
+        """The absolute paths this run has claimed so far."""
+        return list(self._claims)
+
+    def unclaimed(self) -> Planner:
+        """A copy that knows no claims: for a Ray worker, whose run's claims are the driver's."""
+        return dataclasses.replace(self, _claims={})
 
     def claim(self, source: Source, planned: list[Planned]) -> list[Planned]:
         """Refuse the input if another input of this run already has one of these paths."""

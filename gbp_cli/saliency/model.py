@@ -3,6 +3,8 @@ what they must hear before trusting any output."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import click
 
 from gbp_cli.backends import Backend, WeightsSpec, open_backend
@@ -40,3 +42,23 @@ def load_model(
     check_methods(loaded.info, methods, model)
     announce(loaded)
     return loaded
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What the user chose of the model: an engine opens it where the work runs (here, or once
+    on each Ray worker), so it travels as this description, never as a loaded model."""
+
+    backend: str
+    weights: WeightsSpec
+    device: str = "auto"
+    precision: str = "fp32"
+    mode: str = "auto"  # TensorFlow's execution mode (--tf-mode)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    methods: tuple[str, ...] = ()
+
+    def open(self) -> Backend:
+        return load_model(
+            self.backend, self.weights, self.device, self.precision, self.mode, self.model,
+            self.methods,
+        )  # fmt: skip
