@@ -49,6 +49,15 @@ class WeightsSpec:
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+Triple = tuple[float, float, float]
+# The pixel scalings --normalize names, for a model of your own, in both backends: name →
+# (mean, std, BGR), applied as (pixels in [0, 1] − mean) / std.
+NORMALIZATIONS: dict[str, tuple[Triple, Triple, bool]] = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD, False),  # torchvision's; keras.applications' "torch"
+    "caffe": ((103.939 / 255, 116.779 / 255, 123.68 / 255), (1 / 255,) * 3, True),  # BGR, − mean
+    "tf": ((0.5,) * 3, (0.5,) * 3, False),  # pixels scaled to [-1, 1]
+    "none": ((0.0,) * 3, (1.0,) * 3, False),  # pixels in [0, 1]
+}
 
 
 @dataclass(frozen=True)

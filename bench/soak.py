@@ -90,7 +90,7 @@ warnings.simplefilter("ignore")
 from gbp_cli.api import explain
 backend, model, methods = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
 for path in sorted(Path(sys.argv[4]).glob("*.jpg")):
-    explain(path, method=methods, backend=backend, model_name=model, weights="random")
+    explain(path, method=methods, backend=backend, model=model, weights="random")
     print(path.name, flush=True)
 """
 

@@ -67,6 +67,9 @@ def model(
     return loaded
 
 
+loaded_model = model  # `explain` takes a `model=` name, which hides this function's name there
+
+
 def as_photo(image: ImageLike) -> Image.Image:
     """A path, PIL image or array (H×W or H×W×3; uint8, or floats in [0, 1]) as upright RGB."""
     if isinstance(image, str | Path):
@@ -90,15 +93,22 @@ def explain(
     smooth: int | None = None,
     noise: float = Smoothing.noise,
     precision: str = "fp32",
-    model_name: str = "densenet201",
+    model: str = "densenet201",
     other_activations: str = "refuse",
     cam_layer: str | None = None,
+    model_name: str | None = None,
 ) -> Explained:
     """Explain one photo: `target` is a class index or name, or None for the top-1 class;
-    `model_name` is any name `--model` takes."""
+    `model` is any name `--model` takes (as `Saliency(model=...)` does). `model_name` is its old
+    spelling: it still works, with a DeprecationWarning."""
+    if model_name is not None:
+        warnings.warn(
+            "explain(model_name=...) is now explain(model=...)", DeprecationWarning, stacklevel=2
+        )
+        model = model_name
     methods = (method,) if isinstance(method, str) else tuple(method)
-    network = ModelSpec(model_name, cam_layer=cam_layer, other_activations=other_activations)
-    loaded = model(backend, weights, device, precision, network)
+    network = ModelSpec(model, cam_layer=cam_layer, other_activations=other_activations)
+    loaded = loaded_model(backend, weights, device, precision, network)
     check_methods(loaded.info, methods, network)
     names = load_labels(labels, loaded.info.num_classes)
     photo = as_photo(image)

@@ -26,6 +26,7 @@ from gbp_cli.inputs.preprocess import Prepared, prepare, prepare_image
 from gbp_cli.outputs.naming import Outputs
 from gbp_cli.outputs.planning import Planner, predictions
 from gbp_cli.outputs.store import Store
+from gbp_cli.render import DRAWING
 from gbp_cli.render.encode import PHOTO_FORMATS
 from gbp_cli.saliency.labels import load_labels, resolve_target
 from gbp_cli.saliency.maps import check_methods, explain_maps
@@ -79,7 +80,7 @@ class Saliency:
             outputs = Outputs(self.methods, tuple(formats), Path(out), resize, Rendering(),
                               self.smoothing)  # fmt: skip
             info = self.backend.info
-            planner = Planner(outputs, settings, self.target, 1, info, overwrite)
+            planner = Planner(outputs, settings, self.target, 1, info, overwrite, drawing=DRAWING)
             self.job = Job(planner, self.labels, resize, self.target, 1)
 
     @property

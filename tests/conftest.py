@@ -190,6 +190,13 @@ def _quiet_threads() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """gbp's digest cache in a folder of the suite's, not the user's ~/.cache (subprocesses
+    inherit it)."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+
+
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> None:
     """`--backend torch` gives the milliseconds-fast stand-in of tests/fake_backend.py."""

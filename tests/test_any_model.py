@@ -31,9 +31,26 @@ class Net(nn.Module):
         return self.head(torch.relu(self.body(x)).mean((2, 3)))
 
 
+class Tokens(nn.Module):  # a vision transformer in miniature: GELUs, no spatial map
+    def __init__(self):
+        super().__init__()
+        self.patches = nn.Conv2d(3, 8, 8, stride=8)
+        self.mlp = nn.Sequential(nn.Linear(8, 8), nn.GELU())
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        tokens = self.patches(x).flatten(2).transpose(1, 2)  # (N, L, C)
+        return self.head(self.mlp(tokens).mean(1))
+
+
 def build():
     torch.manual_seed(0)
     return Net()
+
+
+def tokens():
+    torch.manual_seed(0)
+    return Tokens()
 
 
 def flat():
@@ -77,7 +94,7 @@ def test_other_activations_are_refused_before_any_work_or_kept_ordinary(tmp_path
     refused = gbp("explain", photo, "-o", out, "--weights", "random", "--model", "efficientnet_b0")
     assert refused.exit_code == 2 and not out.exists()
     line = one_line(refused.stderr)
-    assert "guided is not defined for efficientnet_b0's 49 SiLU, 16 Sigmoid" in line
+    assert "guided backprop is not defined for 49 SiLU, 16 Sigmoid (" in line
     assert "--other-activations gradient" in line
     vanilla = explain(photo, out, "--model", "efficientnet_b0", "--method", "vanilla")
     assert vanilla.exit_code == 0, vanilla.output
@@ -128,13 +145,30 @@ def test_a_factory_that_fails_is_one_line(
     assert result.exit_code == 2 and message in one_line(result.stderr)
 
 
+def test_debug_shows_what_the_factory_raised_behind_the_line(factory: str, tmp_path: Path) -> None:
+    """The one line stays one line; --debug prints, before it, the user's own exception and
+    where it was raised, though the line's error hides it from users (`raise … from None`)."""
+    from click.testing import CliRunner
+
+    from gbp_cli.cli.main import cli
+
+    args = ["explain", str(make_photo(tmp_path / "p.png")), "--weights", "random"]
+    args += ["--model", f"{factory}:broken"]
+    line = one_line(gbp(*args).stderr)
+    shown = CliRunner().invoke(cli, ["--debug", *args])
+    assert shown.exit_code == 2
+    assert shown.stderr.startswith("Traceback (most recent call last):")
+    assert 'raise ValueError("no such checkpoint")' in shown.stderr
+    assert shown.stderr.splitlines()[-1] == line
+
+
 def test_gradcam_needs_a_spatial_map_and_takes_a_named_layer(factory: str, tmp_path: Path) -> None:
     photo = make_photo(tmp_path / "p.png")
     flat = gbp(
         "explain", photo, "--weights", "random", "--model", f"{factory}:flat",
         "--input-size", "32", "--method", "gradcam",
     )  # fmt: skip
-    assert flat.exit_code == 2 and "need a spatial feature map" in flat.stderr
+    assert flat.exit_code == 2 and "Grad-CAM needs a spatial feature map" in flat.stderr
     vanilla = explain(
         photo, tmp_path / "v", "--model", f"{factory}:flat", "--input-size", "32",
         "--method", "vanilla",
@@ -150,6 +184,32 @@ def test_gradcam_needs_a_spatial_map_and_takes_a_named_layer(factory: str, tmp_p
         "--cam-layer", "bdy.0", "--method", "gradcam",
     )  # fmt: skip
     assert wrong.exit_code == 2 and "body.0" in one_line(wrong.stderr)
+
+
+def test_a_refusal_names_only_the_methods_that_work_for_that_model(
+    factory: str, tmp_path: Path
+) -> None:
+    """A vision transformer (GELUs, no spatial map) asked for Grad-CAM: guided and DeconvNet
+    would be refused too, so the line offers vanilla, and them only with their condition; and
+    every method it names does run."""
+    photo = make_photo(tmp_path / "p.png")
+    model = ["--model", f"{factory}:tokens", "--input-size", "32"]
+    refused = gbp("explain", photo, "--weights", "random", *model, "--method", "gradcam")
+    assert refused.exit_code == 2
+    line = one_line(refused.stderr)
+    assert line.startswith("gbp: Grad-CAM needs a spatial feature map, and mynets:tokens has none")
+    assert line.endswith(": use vanilla, or guided or deconv with --other-activations gradient")
+    policy = ["--other-activations", "gradient"]
+    told = gbp("explain", photo, "--weights", "random", *model, *policy, "--method", "gradcam")
+    assert one_line(told.stderr).endswith(": use guided, vanilla or deconv")
+    for method, extra in [("vanilla", []), ("guided", policy), ("deconv", policy)]:
+        ran = explain(photo, tmp_path / method, *model, *extra, "--method", method)
+        assert ran.exit_code == 0, (method, ran.output)
+    guided = gbp("explain", photo, "--weights", "random", *model, "--method", "guided")
+    assert one_line(guided.stderr) == (
+        "gbp: guided backprop is not defined for 1 GELU (mlp.1): pass --other-activations "
+        "gradient to let them keep their ordinary gradient, or use vanilla"
+    )
 
 
 @pytest.mark.sanity
@@ -198,6 +258,23 @@ def test_gbp_models_says_which_imagenet_weights_each_name_loads() -> None:
     records = map(json.loads, listed.stdout.splitlines())
     weights = {r["backend"]: r["imagenet_weights"] for r in records}
     assert weights == {"torch": torch_weights("resnet18"), "tf": tf_weights("resnet18")}
+
+
+@pytest.mark.parametrize(
+    ("backend", "closest"),
+    [
+        pytest.param("torch", "resnet50", id="torch"),
+        pytest.param("tf", "resnet50", marks=pytest.mark.tf, id="tf"),
+    ],
+)
+def test_gbp_models_refuses_a_name_it_does_not_know(backend: str, closest: str) -> None:
+    """An unknown name is a usage error, one line that names the closest known ones, before
+    any listing; not a header and exit 0."""
+    result = gbp("models", "resnet18", "ResNet5O", "--backend", backend)
+    assert result.exit_code == 2 and result.stdout == ""
+    line = one_line(result.stderr)
+    assert line.startswith(f"gbp: no model named ResNet5O (did you mean {closest}")
+    assert line.endswith(f"in {backend}; `gbp models` lists every name")
 
 
 def test_gbp_models_lists_a_refused_network_with_its_reason() -> None:

@@ -81,6 +81,98 @@ def test_usage_errors_exit_2_before_any_work(args: list[str], message: str, tmp_
     assert not (tmp_path / "out").exists()
 
 
+def test_options_parse_to_the_values_the_commands_take(tmp_path: Path) -> None:
+    """Each option's type hands its command the parsed value, not the text to parse again."""
+    import click
+
+    from gbp_cli.backends import WeightsSpec
+    from gbp_cli.cli import options
+
+    @click.command()
+    @options.compose(options.WEIGHTS, options.SHARD, options.CMAP, options.TARGET)
+    def chosen(**values: object) -> dict[str, object]:
+        return values
+
+    def parse(*args: str) -> dict[str, object]:
+        return chosen.main(list(args), standalone_mode=False)
+
+    checkpoint = tmp_path / "w.pth"
+    checkpoint.write_bytes(b"weights")
+    assert parse() == {
+        "weights": WeightsSpec("imagenet"), "shard": None, "cmap": "inferno", "target": None
+    }  # fmt: skip
+    given = parse("--weights", str(checkpoint), "--shard", "3/8", "--cmap", "gray",
+                  "--target", " tiger cat ")  # fmt: skip
+    assert given == {
+        "weights": WeightsSpec("file", checkpoint), "shard": (3, 8), "cmap": "gray",
+        "target": "tiger cat",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [("-3", "--target -3 is out of range"), ("  ", "expected a class index or a class name")],
+)
+def test_a_target_no_class_list_can_fit_is_refused_before_the_model(
+    target: str, message: str, tmp_path: Path
+) -> None:
+    """A checkpoint's own classes are known only once the model is loaded; a target that no
+    list of classes can hold is refused before that."""
+    checkpoint = tmp_path / "w.pth"
+    checkpoint.write_bytes(b"weights")
+    result = run_gbp(
+        "explain", make_photo(tmp_path / "p.png"), "--weights", checkpoint, "--target", target,
+        block=FRAMEWORKS,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert message in one_line(result.stderr)
+
+
+def test_a_bug_is_one_line_that_says_so_and_debug_shows_where(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An exception gbp did not expect is its own bug: one line that says so, exit 1; --debug
+    or GBP_DEBUG=1 prints the traceback before that line."""
+    from click.testing import CliRunner
+
+    from gbp_cli.cli import explain
+    from gbp_cli.cli.main import cli
+
+    def broken(*args: object, **kwargs: object) -> int:
+        return {}["planner"]
+
+    monkeypatch.setattr(explain, "explain_command", broken)
+    args = ["explain", str(make_photo(tmp_path / "p.png"))]
+    plain = gbp(*args)
+    assert plain.exit_code == 1
+    line = one_line(plain.stderr)
+    assert line.startswith("gbp: internal error (a bug in gbp, please report it): KeyError")
+    assert "--debug" in line
+    for flags, env in [(["--debug"], {}), ([], {"GBP_DEBUG": "1"})]:
+        shown = CliRunner().invoke(cli, [*flags, *args], env=env)
+        assert shown.exit_code == 1
+        lines = shown.stderr.splitlines()
+        assert lines[0] == "Traceback (most recent call last):"
+        assert 'return {}["planner"]' in shown.stderr
+        assert (
+            lines[-1] == "gbp: internal error (a bug in gbp, please report it): KeyError: 'planner'"
+        )
+
+
+def test_debug_prints_the_traceback_of_a_user_error_too(tmp_path: Path) -> None:
+    """Through the console entry point: without it one line, with GBP_DEBUG=1 the traceback
+    first, then the same line."""
+    photo = make_photo(tmp_path / "p.png")
+    args = ["explain", photo, "-o", tmp_path / "o", "--top-k", "2000"]
+    plain = run_gbp(*args, fake=True)
+    line = one_line(plain.stderr)
+    assert plain.returncode == 2 and "--top-k 2000 is more than the model's 1000 classes" in line
+    debugged = run_gbp(*args, fake=True, env={"GBP_DEBUG": "1"})
+    assert debugged.returncode == 2
+    assert debugged.stderr.startswith("Traceback (most recent call last):")
+    assert debugged.stderr.splitlines()[-1] == line
+
+
 @pytest.mark.usefixtures("fake")
 def test_a_bad_input_is_reported_and_the_run_goes_on(photos: Path, tmp_path: Path) -> None:
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")

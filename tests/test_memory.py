@@ -71,7 +71,7 @@ def test_the_library_call_leaves_no_graph_behind(methods: list[str], smooth: int
     photo = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)
     with watched():
         explained = api.explain(
-            photo, method=methods, model_name=FACTORY, weights="random", smooth=smooth
+            photo, method=methods, model=FACTORY, weights="random", smooth=smooth
         )
     assert set(explained.saliency) == set(methods)
 
@@ -100,3 +100,14 @@ def test_the_ray_api_callable_leaves_no_graph_behind(methods: list[str]) -> None
     with watched():
         out = Saliency(methods, model=FACTORY, weights="random")({"image": images})
     assert all(out[m].shape[0] == 3 for m in methods)
+
+
+@pytest.mark.sanity
+def test_the_sanity_cascade_leaves_no_graph_behind(tmp_path: Path) -> None:
+    """`gbp sanity` re-weights the model stage after stage and explains at each: no stage's
+    pass may outlive it either."""
+    photo = make_photo(tmp_path / "p.png")
+    args = ["--model", FACTORY, "--weights", "random", "-o", tmp_path / "out", "-q"]
+    with watched():
+        result = gbp("sanity", photo, *args, "--method", "guided", "--method", "vanilla")
+    assert result.exit_code == 0, result.output

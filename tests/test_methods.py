@@ -35,6 +35,67 @@ def test_upsampling_matches_torch_bilinear() -> None:
     np.testing.assert_allclose(upsample(maps, (224, 224)), expected.numpy(), atol=1e-6)
 
 
+def test_what_each_method_needs_of_a_model_is_in_the_table() -> None:
+    from gbp_cli.backends.rules import METHODS
+
+    needs = {name: (m.needs_rule, m.needs_cam_layer) for name, m in METHODS.items()}
+    assert needs == {
+        "guided": (True, False),
+        "vanilla": (False, False),  # the ordinary gradient: defined for every activation
+        "deconv": (True, False),
+        "gradcam": (False, True),  # weighs its layer by the ordinary gradient
+        "guided-gradcam": (True, True),  # made from guided and gradcam
+    }
+
+
+GELU = ({"GELU": 12}, {"GELU": ("encoder.0.mlp.1", "encoder.1.mlp.1")})
+
+
+@pytest.mark.parametrize(
+    ("asked", "model", "cam_layer", "policy", "offered", "now", "later"),
+    [
+        (["gradcam"], GELU, False, "refuse", "use vanilla, or guided or deconv with "
+         "--other-activations gradient", ["vanilla"], ["guided", "deconv"]),
+        (["gradcam"], GELU, False, "gradient", "use guided, vanilla or deconv",
+         ["guided", "vanilla", "deconv"], []),
+        (["guided"], GELU, False, "refuse", "pass --other-activations gradient to let them keep "
+         "their ordinary gradient, or use vanilla", ["vanilla"], ["guided"]),
+        (["deconv"], GELU, True, "refuse", "pass --other-activations gradient to let them keep "
+         "their ordinary gradient, or use vanilla or gradcam", ["vanilla", "gradcam"],
+         ["deconv"]),
+        (["guided-gradcam"], ({"ReLU": 3}, {}), False, "refuse", "use guided, vanilla or deconv",
+         ["guided", "vanilla", "deconv"], []),
+    ],
+)  # fmt: skip
+def test_a_refusal_offers_only_methods_that_work_for_that_model(
+    asked: list[str],
+    model: tuple,
+    cam_layer: bool,
+    policy: str,
+    offered: str,
+    now: list[str],
+    later: list[str],
+) -> None:
+    """A vision transformer has GELUs and no spatial map: each method a refusal offers would
+    run on it, with the condition it names."""
+    from gbp_cli.backends.rules import refusal
+
+    activations, unruled = model
+    line = refusal(asked, activations, unruled, cam_layer, policy, "vit")
+    assert line is not None and line.endswith(f": {offered}")
+    for name in now:
+        assert refusal([name], activations, unruled, cam_layer, policy) is None, name
+    for name in later:
+        assert refusal([name], activations, unruled, cam_layer, "gradient") is None, name
+
+
+def test_nothing_is_refused_where_every_method_works() -> None:
+    from gbp_cli.backends.rules import METHODS, refusal
+
+    assert refusal(list(METHODS), {"ReLU": 3}, {}, True) is None
+    assert refusal(["guided", "gradcam"], *GELU, True, "gradient") is None
+
+
 def test_what_each_method_asks_of_a_backend() -> None:
     assert backend_request(["gradcam"]) == ((), True)
     assert backend_request(["guided-gradcam", "vanilla"]) == (("vanilla", "guided"), True)

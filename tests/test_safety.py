@@ -53,6 +53,42 @@ def test_a_file_gbp_did_not_write_is_never_replaced(
     assert (out / "p.guided.color.png").read_bytes() == b"someone's notes"
 
 
+@pytest.mark.parametrize("flags", [[], ["--overwrite"], ["--dry-run"]])
+def test_a_sidecar_gbp_did_not_write_is_never_replaced(
+    flags: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    make_photo(tmp_path / "p.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    notes = out / "p.guided.npy.json"
+    notes.write_text('{"my": "notes on p.guided.npy"}')  # JSON, but not gbp's record
+    result = gbp("explain", "p.png", "-o", out, "--format", "npy", "-q", *flags)
+    assert result.exit_code == 1
+    line = one_line(result.stdout if "--dry-run" in flags else result.stderr)
+    assert f"{notes} is not a file gbp wrote; it was left alone" in line
+    assert "--dry-run" not in flags or line.split("\t")[1] == "refused"
+    assert notes.read_text() == '{"my": "notes on p.guided.npy"}'
+    assert sorted(p.name for p in out.iterdir()) == ["p.guided.npy.json"]
+
+
+def test_a_record_a_killed_run_left_without_its_array_is_redone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    make_photo(tmp_path / "p.png")
+    out = tmp_path / "out"
+    args = ["explain", "p.png", "-o", out, "--format", "npy", "-q"]
+    assert gbp(*args).exit_code == 0
+    array = (out / "p.guided.npy").read_bytes()
+    (out / "p.guided.npy").unlink()  # kill -9 between the record and the array
+    assert gbp(*args, "--dry-run").stdout.split("\t")[1] == "write"
+    again = gbp(*args)
+    assert again.exit_code == 0, again.output
+    assert (out / "p.guided.npy").read_bytes() == array
+    assert "\tkept\t" in gbp(*args).stdout
+
+
 @pytest.mark.parametrize("layout", ["same folder", "dot", "stdin"])
 def test_outputs_never_become_inputs(
     layout: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

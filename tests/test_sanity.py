@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ pytest.importorskip("scipy")
 pytest.importorskip("skimage")
 torch = pytest.importorskip("torch")
 
-from gbp_cli.backends import WeightsSpec, open_backend  # noqa: E402
+from gbp_cli.backends import ModelSpec, WeightsSpec, open_backend  # noqa: E402
 from gbp_cli.inputs.preprocess import prepare  # noqa: E402
 from gbp_cli.sanity.cascade import CLASS_CHECK, cascade  # noqa: E402
 from gbp_cli.sanity.similarity import similarity  # noqa: E402
@@ -76,6 +77,49 @@ def test_both_backends_give_the_same_numbers(cascades) -> None:
         theirs = cascades["tf"][key]
         for field in ("spearman_abs", "spearman", "ssim", "hog_pearson"):
             assert getattr(mine, field) == pytest.approx(getattr(theirs, field), abs=0.01), key
+
+
+def fingerprint(state: dict[str, np.ndarray]) -> dict[str, tuple[str, tuple, str]]:
+    """Each array's dtype, shape and bytes, in little room: what a backend was made to hold."""
+    return {
+        key: (value.dtype.str, value.shape, hashlib.sha1(np.ascontiguousarray(value)).hexdigest())
+        for key, value in state.items()
+    }
+
+
+@pytest.mark.tf
+def test_a_twins_cascade_is_the_same_in_both_backends() -> None:
+    """gbp sanity on a twin (resnet18, seeded): the same stages in both backends, the very same
+    weights loaded at every stage (one numpy draw, in torchvision's layout), and so the same
+    figures to float32's precision. (TensorFlow used to cut fc, layer4.0.downsample.1, …,
+    conv1, and re-draw fc with std 0.062 where torch's is 0.026.)"""
+    pytest.importorskip("gbp_cli.backends.tf.env")
+    images = prepare(ROOT / "sample_images" / "chelsea.png", "squash").array[None]
+    stages, loaded, figures = {}, {}, {}
+    for name in ("torch", "tf"):
+        backend = open_backend(name, WeightsSpec("random"), "cpu", model=ModelSpec("resnet18"))
+        loads: list[dict] = []
+        load_state = backend.load_state
+
+        def spy(state: dict, loads: list = loads, load_state=load_state) -> None:
+            loads.append(fingerprint(state))
+            load_state(state)
+
+        backend.load_state = spy  # type: ignore[method-assign]
+        records, _ = cascade(backend, ["chelsea"], images, METHODS)
+        stages[name], loaded[name] = backend.stages(), loads
+        figures[name] = {(r.method, r.stage): r.similarity for r in records}
+    resnet = ["fc", "layer4", "layer3", "layer2", "layer1", "stem"]  # as the paper cuts it
+    assert [stage for stage, _ in stages["tf"]] == resnet
+    assert stages["tf"] == stages["torch"]
+    assert len(loaded["tf"]) == len(stages["tf"]) + 1  # each stage, then the original back
+    for step, (mine, theirs) in enumerate(zip(loaded["torch"], loaded["tf"], strict=True)):
+        assert mine == theirs, step
+    assert figures["tf"].keys() == figures["torch"].keys()
+    for key, mine in figures["torch"].items():
+        for field in ("spearman_abs", "spearman", "ssim", "hog_pearson"):
+            theirs = getattr(figures["tf"][key], field)
+            assert getattr(mine, field) == pytest.approx(theirs, abs=1e-3), (key, field)
 
 
 def test_the_command_writes_plots_and_named_records(tmp_path: Path) -> None:

@@ -123,7 +123,7 @@ def test_a_keras_model_file_loads_in_safe_mode_and_counts_unreachable_relus(tmp_
     assert refused.exit_code == 2 and "it holds a Lambda layer" in one_line(refused.stderr)
 
 
-def test_a_replica_without_torch_says_how_to_make_its_file_once(tmp_path: Path) -> None:
+def test_a_twin_without_torch_says_how_to_make_its_file_once(tmp_path: Path) -> None:
     run = run_gbp(
         "explain", make_photo(tmp_path / "p.png"), "--backend", "tf", "--model", "resnet18",
         block=("torch", "torchvision"),
@@ -131,3 +131,31 @@ def test_a_replica_without_torch_says_how_to_make_its_file_once(tmp_path: Path) 
     assert run.returncode == 2
     line = one_line(run.stderr)
     assert "needs PyTorch" in line and "gbp convert" in line and "resnet18.weights.h5" in line
+
+
+@pytest.mark.torch
+def test_imagenet_for_a_twin_is_torchvisions_cached_file_converted(
+    offline_torch_home: Path, tmp_path: Path
+) -> None:
+    """--backend tf --weights imagenet for a twin whose Keras side has no weights of its own:
+    torchvision's cached file, converted through the twin's table, bit for bit."""
+    import numpy as np
+    import torch
+    from torchvision import models
+
+    from gbp_cli.backends import ModelSpec, WeightsSpec, open_backend
+    from tests.conftest import randomize_batchnorm
+
+    cache = offline_torch_home / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.manual_seed(0)
+    network = models.resnet18().eval()
+    randomize_batchnorm(network)
+    file_name = models.get_model_weights("resnet18").DEFAULT.url.rsplit("/", 1)[-1]
+    torch.save(network.state_dict(), cache / file_name)
+    backend = open_backend("tf", WeightsSpec("imagenet"), "cpu", model=ModelSpec("resnet18"))
+    assert backend.info.twin == "resnet18" and backend.info.cam_layer == "layer4"
+    state, expected = backend.state(), network.state_dict()
+    assert list(state) == list(expected)
+    for key, value in expected.items():
+        assert np.array_equal(state[key], value.numpy()), key

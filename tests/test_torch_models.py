@@ -76,8 +76,9 @@ def test_mobilenet_v3_refuses_guided_for_its_hardswish_unless_told() -> None:
         backend.explain(photo(), ["vanilla", "deconv"])
     assert str(refused.value) == (
         "DeconvNet is not defined for 19 Hardswish, 9 Hardsigmoid (features.0.2, "
-        "features.4.block.0.2, features.4.block.1.2, …): pass --other-activations gradient to "
-        "let them keep their ordinary gradient, or use vanilla or gradcam"
+        "features.1.block.1.scale_activation, features.4.block.0.2, …): pass "
+        "--other-activations gradient to let them keep their ordinary gradient, or use vanilla "
+        "or gradcam"
     )
     assert backend.explain(photo(), ["vanilla"]).relus == {"vanilla": 14}
     backend.spec = ModelSpec("mobilenet_v3_small", other_activations="gradient")
@@ -337,8 +338,8 @@ def test_a_vision_transformer_has_no_cam_layer_and_guided_is_refused(user_nets: 
     with pytest.raises(BackendError) as no_map:
         backend.explain(photo(32), ["vanilla"], cam=True)
     assert str(no_map.value) == (
-        "gradcam needs a spatial feature map; gbp_test_nets:tiny_vit has none "
-        "(a vision transformer?): use guided, vanilla or deconv"
+        "Grad-CAM needs a spatial feature map, and gbp_test_nets:tiny_vit has none (a vision "
+        "transformer?): use vanilla, or guided or deconv with --other-activations gradient"
     )
     with pytest.raises(BackendError, match=r"1 GELU \(encoder.*\): pass .*, or use vanilla$"):
         backend.explain(photo(32), ["guided"])

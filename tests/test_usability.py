@@ -33,6 +33,24 @@ def test_a_class_name_resolves_loudly_and_ambiguity_is_listed(photos: Path) -> N
     assert "fits several classes: Maltese dog (153)" in one_line(vague.stderr)
 
 
+def test_json_top_k_lists_the_k_most_likely_classes(photos: Path, tmp_path: Path) -> None:
+    """`top_k` holds --top-k classes (one without it), most likely first; the --report page
+    still offers the top 5."""
+    photo = photos / "a.png"
+    for k in (1, 3, 7):
+        run = gbp("explain", photo, "--json", "--top-k", str(k), "-o", tmp_path / f"o{k}", "-q")
+        record = json.loads(run.stdout)
+        assert [t["index"] for t in record["top_k"]] == [t["index"] for t in record["targets"]]
+        assert len(record["top_k"]) == k
+    named = gbp("explain", photo, "--json", "--target", "7", "-o", tmp_path / "t", "-q")
+    record = json.loads(named.stdout)
+    assert len(record["top_k"]) == 1 and record["top_k"][0]["index"] != 7  # the top-1 class
+    page = gbp("explain", photo, "--report", "-o", tmp_path / "page", "-q")
+    assert page.exit_code == 0
+    (row,) = json.loads((tmp_path / "page" / "index.json").read_text())["rows"]
+    assert len(row["top"]) == 5
+
+
 def test_gradcam_is_drawn_over_the_photo_by_default_and_the_line_is_whole(photos: Path) -> None:
     out = photos.parent / "out"
     result = gbp("explain", photos, "--method", "gradcam", "-o", out, "-q")
@@ -133,6 +151,33 @@ def test_the_api_warns_once_about_random_weights(photos: Path) -> None:
         api.explain(photos / "b.jpg", weights="random")
     messages = [str(w.message) for w in caught if issubclass(w.category, api.RandomWeightsWarning)]
     assert len(messages) == 1 and "untrained" in messages[0]
+    api.model.cache_clear()
+
+
+def test_the_api_and_the_ray_callable_name_the_model_alike(
+    photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`model=` in both; explain's old `model_name=` still works, with a DeprecationWarning."""
+    import inspect
+
+    from gbp_cli import api, ray_api
+
+    assert "model" in inspect.signature(ray_api.Saliency).parameters
+    opened: list[str] = []
+    real = api.open_backend
+
+    def spy(*args: object, model, **kwargs: object):
+        opened.append(model.name)
+        return real(*args, model=model, **kwargs)
+
+    monkeypatch.setattr(api, "open_backend", spy)
+    api.model.cache_clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        api.explain(photos / "a.png", model="resnet18")
+    with pytest.warns(DeprecationWarning, match=r"explain\(model=\.\.\.\)"):
+        api.explain(photos / "a.png", model_name="vgg16")
+    assert opened == ["resnet18", "vgg16"]
     api.model.cache_clear()
 
 

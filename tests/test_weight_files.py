@@ -176,6 +176,26 @@ def test_a_damaged_keras_file_is_named_with_its_reason(densenet121: Path, tmp_pa
     assert "shape" in text
 
 
+def test_a_file_keras_wrote_itself_is_told_apart_by_its_convolutions(tmp_path: Path) -> None:
+    """No gbp attribute says which network it is: a Keras DenseNet121's own `save_weights`
+    converts by its 120 convolutions and its head, through the DenseNet table."""
+    pytest.importorskip("gbp_cli.backends.tf.env")
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.applications.DenseNet121(weights=None, classes=5, classifier_activation=None)
+    own, back = tmp_path / "own.weights.h5", tmp_path / "own.pth"
+    model.save_weights(own)
+    assert convert_command(own, back, overwrite=False) == "densenet121, 5 classes"
+    state = torch.load(back, weights_only=True)
+    models.densenet121(num_classes=5).load_state_dict(state)  # strict: every key, every shape
+    stem, head = model.get_layer("conv1_conv"), model.get_layer("predictions")
+    assert torch.equal(
+        state["features.conv0.weight"].permute(2, 3, 1, 0), torch.from_numpy(stem.get_weights()[0])
+    )
+    assert torch.equal(state["classifier.weight"].T, torch.from_numpy(head.get_weights()[0]))
+
+
 # --- torch: never torch's advice --------------------------------------------------------------
 
 

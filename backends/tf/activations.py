@@ -15,7 +15,6 @@ Any other setting is a different function with no rule in rules.py: a negative s
 from __future__ import annotations
 
 import functools
-import itertools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from . import env  # noqa: F401  (first: it imports TensorFlow quietly and safel
 import keras
 import tensorflow as tf
 
-from ..rules import METHODS, RULED_ACTIVATIONS, RULES, canonical
+from ..rules import RULED_ACTIVATIONS, RULES, canonical
 
 SCOPE = "gbp_relu"
 UNREACHABLE = " (unreachable)"  # suffix of a ruled kind found only as an op in the graph
@@ -270,22 +269,3 @@ def _attributing(call: Callable, path: str, owners: dict[str, str]) -> Callable:
         return output
 
     return attributed
-
-
-def described(counts: dict[str, int], unruled: dict[str, tuple[str, ...]]) -> str:
-    """ "4 silu, 1 sigmoid (stem, se_gate, block0, …)": how many of each kind, and where the
-    first of each kind is, then the seconds, up to SHOWN_PATHS layers."""
-    kinds = ", ".join(f"{counts[kind]} {kind}" for kind in unruled)
-    firsts = itertools.chain.from_iterable(itertools.zip_longest(*unruled.values()))
-    paths = [path for path in firsts if path][:SHOWN_PATHS]
-    more = ", …" if sum(counts[kind] for kind in unruled) > len(paths) else ""
-    return f"{kinds} ({', '.join(paths)}{more})"
-
-
-def refusal(method: str, counts: dict[str, int], unruled: dict[str, tuple[str, ...]]) -> str:
-    """Why `method` is refused where activations have no rule, in one line, with the ways on."""
-    return (
-        f"{METHODS[method].summary.split(' (')[0]} is not defined for {described(counts, unruled)}"
-        ": pass --other-activations gradient to let them keep their ordinary gradient, or use "
-        "vanilla or gradcam"
-    )

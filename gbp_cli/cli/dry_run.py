@@ -1,7 +1,9 @@
 """`--dry-run`: what a run would do with each input — write, keep, refuse or fail — with no model.
 
 The same decisions as a real run (the same planner and records), before any framework loads, so
-a user can check a job's share of a folder before submitting it.
+a user can check a job's share of a folder before submitting it. Where outputs are there and
+match in all it can know, but whether they are kept depends on what only loading the model can
+tell (a weights file not fetched yet), the action is "unknown", and the line says what.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from gbp_cli.fingerprints import is_gbp_png, sha256_bytes
 from gbp_cli.inputs.find import Source, is_image_name
 from gbp_cli.inputs.preprocess import Prepared, read_input
 from gbp_cli.outputs.planning import Planner, Prediction
+from gbp_cli.outputs.records import Undecided
 
 
 def verdict(source: Source, planner: Planner) -> tuple[str, str, list[Path]]:
-    """(action, reason, files) for one input: write, kept, refused, failed or skipped."""
+    """(action, reason, files) for one input: write, kept, unknown, refused, failed or
+    skipped."""
     if not is_image_name(source.path.name):
         return "failed", "not an image by its name", []
     try:
@@ -41,6 +45,10 @@ def verdict(source: Source, planner: Planner) -> tuple[str, str, list[Path]]:
         kept = planner.existing(source, prepared)
     except InputError as e:
         return "refused", str(e), []
+    except Undecided as e:
+        guess = [Prediction(planner.target or 0, "", 0.0, 0.0)]
+        files = [] if planner.per_class else [o.path for o in planner.plan(source, prepared, guess)]
+        return "unknown", str(e), files
     if kept is not None:
         return "kept", "", kept
     if planner.per_class:

@@ -19,14 +19,7 @@ if TYPE_CHECKING:
 
 from gbp_cli.backends import ModelInfo, WeightsSpec
 from gbp_cli.backends.base import ModelSpec
-from gbp_cli.cli.checks import (
-    check_colormap,
-    early_target,
-    model_spec,
-    parse_shard,
-    unique,
-    weights_spec,
-)
+from gbp_cli.cli.checks import early_target, model_spec, unique
 from gbp_cli.errors import GbpError, RunStopped
 from gbp_cli.inputs.find import STDIN, STDOUT, Source, discover, in_shard, walk
 from gbp_cli.outputs.model_record import model_record
@@ -86,8 +79,8 @@ def explain_command(
     alpha: float = Rendering.alpha,
     smooth: int | None = None,
     noise: float = Smoothing.noise,
-    weights: str = "imagenet",
-    shard: str | None = None,
+    weights: WeightsSpec = WeightsSpec("imagenet"),  # noqa: B008 (frozen)
+    shard: tuple[int, int] | None = None,
     dry_run: bool = False,
     model: str = "densenet201",
     input_size: int | None = None,
@@ -96,21 +89,22 @@ def explain_command(
     other_activations: str = "refuse",
     **options,
 ) -> int:
-    """Run `gbp explain`; returns how many inputs failed."""
+    """Run `gbp explain` with the values its options parsed (cli/options.py); returns how many
+    inputs failed."""
     outputs = Outputs(
         methods=unique(methods, "guided"),
         formats=unique(formats, ()),
         out_dir=Path(out),
         resize=resize,
-        rendering=Rendering(clip=clip, cmap=check_colormap(cmap), alpha=alpha),
+        rendering=Rendering(clip=clip, cmap=cmap, alpha=alpha),
         smoothing=None if smooth is None else Smoothing(samples=smooth, noise=noise),
     )
     request = Request(
         inputs=inputs,
         outputs=outputs,
         model=model_spec(model, input_size, normalize, cam_layer, other_activations),
-        spec=weights_spec(weights),
-        shard=parse_shard(shard) if shard else None,
+        spec=weights,
+        shard=shard,
         **options,
     )
     validate(request)
@@ -192,24 +186,31 @@ def planner_for(
     target: int | None,
     info: ModelInfo | None = None,
     inputs: frozenset[str] = frozenset(),
+    record: dict[str, str] | None = None,
 ) -> Planner:
-    """Plans every input's outputs; the model's name joins the record once it is loaded."""
+    """Plans every input's outputs. Before a model is loaded (--dry-run) the model's record is
+    what can be known here; once loaded, `record` is the engine's, read where the model loaded."""
     from gbp_cli.outputs.planning import Planner
+    from gbp_cli.render import DRAWING
 
     return Planner(
         outputs=request.outputs,
-        model=model_settings(request),
+        model=record if record is not None else unloaded_record(request),
         target=target,
         top_k=request.top_k,
         info=info,
         overwrite=request.overwrite,
         inputs=inputs,
+        drawing=DRAWING,
     )
 
 
-def model_settings(request: Request) -> dict[str, str]:
-    """What every output records about the model: a different one makes old outputs stale."""
-    return model_record(request.backend, request.model, request.spec, request.precision)
+def unloaded_record(request: Request) -> dict[str, str]:
+    """What every output records about the model, as far as it can be known without loading it
+    (--dry-run): what only loading can tell is marked unknown, never guessed."""
+    return model_record(
+        request.backend, request.model, request.spec, request.precision, before_loading=True
+    )
 
 
 def engine_for(request: Request) -> Engine:
@@ -246,24 +247,23 @@ def execute(
     if isinstance(sources, list) and not sources:
         return failed_early
     engine = engine_for(request)
-    model = engine.open(
-        ModelChoice(
-            request.backend,
-            request.spec,
-            request.device,
-            request.precision,
-            request.tf_mode,
-            request.model,
-            request.outputs.methods,
-        )
+    choice = ModelChoice(
+        request.backend,
+        request.spec,
+        request.device,
+        request.precision,
+        request.tf_mode,
+        request.model,
+        request.outputs.methods,
     )
+    model = engine.open(choice)
     names = load_labels(request.labels, model.info.num_classes)
     if request.top_k > len(names):
         raise GbpError(f"--top-k {request.top_k} is more than the model's {len(names)} classes")
     target = None if request.target is None else resolve_target(request.target, names)
     listed = isinstance(sources, list)
     inputs = frozenset(os.path.realpath(s.path) for s in sources) if listed else frozenset()
-    planner = planner_for(request, target, model.info, inputs)
+    planner = planner_for(request, target, model.info, inputs, engine.record(choice))
     job = Job(
         planner=planner,
         labels=names,

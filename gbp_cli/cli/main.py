@@ -1,7 +1,9 @@
 """The `gbp` command line. It parses and wires; the work happens in the modules it calls.
 
-Exit codes: 0 all inputs done, 1 some failed, 2 usage or configuration error, 130 interrupted
-(143 on SIGTERM), 141 when the reader of stdout went away (as `cat` does).
+Exit codes: 0 all inputs done, 1 some failed (or gbp hit a bug of its own), 2 usage or
+configuration error, 130 interrupted (143 on SIGTERM), 141 when the reader of stdout went away
+(as `cat` does). Every error is one `gbp: …` line on stderr; with --debug (or GBP_DEBUG=1) its
+traceback comes first, every cause included.
 """
 
 from __future__ import annotations
@@ -9,22 +11,68 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import traceback
 from pathlib import Path
+from typing import IO, Any
 
 import click
 
 from gbp_cli.cli import options
-from gbp_cli.errors import GbpError
+from gbp_cli.errors import GbpError, InputError, RunStopped
 from gbp_cli.version import __version__
+
+EPILOG = (
+    "Every error is one 'gbp: …' line on stderr. One that says 'internal error' is a bug in gbp "
+    "(exit 1): run again with --debug, or GBP_DEBUG=1, to print its traceback; --debug prints "
+    "any error's traceback, with its causes, before its line."
+)
+
+
+def traceback_text(error: BaseException) -> str:
+    """`error`'s traceback with every exception behind it, including those gbp hides from its
+    one-line messages (`raise … from None`): --debug is for finding out where a line came from."""
+    seen: set[int] = set()
+    behind: list[BaseException] = [error]
+    while behind:
+        e = behind.pop()
+        if id(e) not in seen:
+            seen.add(id(e))
+            e.__suppress_context__ = False
+            behind += [c for c in (e.__cause__, e.__context__) if c is not None]
+    return "".join(traceback.format_exception(error))
 
 
 class GbpCommandError(click.ClickException):
-    """A usage or configuration problem shown as one `gbp: …` line, exit 2."""
+    """A problem shown as one `gbp: …` line: exit 2 for usage and configuration, or the exit code
+    of the error it stands for; with --debug, that error's traceback first."""
 
     exit_code = 2
 
-    def show(self, file=None) -> None:  # type: ignore[override]
+    def __init__(self, message: str, exit_code: int | None = None, debug: bool = False) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+        self.debug = debug
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        if self.debug and self.__cause__ is not None:
+            click.echo(traceback_text(self.__cause__), err=True, nl=False)
         click.echo(f"gbp: {self.message}", err=True)
+
+
+class InternalError(GbpCommandError):
+    """An exception gbp did not expect: a bug of its own, not the user's. Still one line, which
+    says so and how to see where it came from; exit 1, the run failed."""
+
+    exit_code = 1
+
+    def __init__(self, error: Exception, debug: bool = False) -> None:
+        text = str(error).strip().splitlines()
+        what = type(error).__name__ + (f": {text[0]}" if text else "")
+        hint = "" if debug else "; run again with --debug (or GBP_DEBUG=1) for its traceback"
+        super().__init__(
+            f"internal error (a bug in gbp, please report it): {what}{hint}", None, debug
+        )
 
 
 class StdoutClosed(Exception):
@@ -33,19 +81,29 @@ class StdoutClosed(Exception):
 
 class Group(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[override]
+        """Every error a command raises as one line (see GbpCommandError), and what it stands
+        for kept as its cause, for --debug."""
         from gbp_cli.backends.base import BackendError
 
+        debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # Click's own, and a command's exit status
         except (GbpError, BackendError) as e:
-            raise GbpCommandError(str(e)) from None
+            raise GbpCommandError(str(e), debug=debug) from e
+        except (InputError, RunStopped) as e:  # not expected this far up, but not a bug either
+            raise GbpCommandError(str(e), exit_code=1, debug=debug) from e
         except BrokenPipeError:
             raise StdoutClosed from None
+        except Exception as e:
+            raise InternalError(e, debug) from e
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(__version__, prog_name="gbp", message="%(prog)s %(version)s")
-def cli() -> None:
+@options.DEBUG
+def cli(debug: bool) -> None:
     """Saliency maps (Guided Backpropagation, vanilla gradient, DeconvNet, Grad-CAM) for image
     classifiers, from PyTorch or TensorFlow.
 
@@ -53,7 +111,8 @@ def cli() -> None:
     the class or the model's top layers (Adebayo et al. 2018). Read them as "what the network can
     see", not as proof of what it decided on.
 
-    Exit status: 0 done, 1 some inputs failed, 2 usage error, 130 interrupted, 141 stdout closed.
+    Exit status: 0 done, 1 some inputs failed (or an internal error), 2 usage error, 130
+    interrupted, 141 stdout closed.
     """
 
 
@@ -117,11 +176,12 @@ def explain(ctx: click.Context, inputs: tuple[str, ...], **chosen) -> None:
 def parity(ctx: click.Context, inputs: tuple[str, ...], **chosen) -> None:
     """Explain each image with both backends and the same weights; report how far apart they are.
 
-    Prints logits' max difference and each map's relative L2 error; exits 1 if any is over
-    tolerance (logits 1e-3; vanilla 5e-3; every other method 1e-3). A line over tolerance also
-    says how far each framework's float32 map lies from the float64 one: where float32 itself
-    moves a map that far (a deep network's ReLU gates at x ≈ 0 flip with the last bit), compare
-    with --precision fp64, where the same network agrees within 1e-9.
+    Prints logits' max difference and each map's relative L2 error, against tolerances (logits
+    1e-3; vanilla 5e-3; every other method 1e-3). A figure over tolerance is computed again with
+    both frameworks in float64: where they agree there within 1e-9, the miss is float32 rounding
+    or max-pool tie routing, not a different network, and the line says so with both figures
+    (and how far each framework's float32 map lies from its float64 one). Exits 1 only where
+    float64 disagrees too, or could not run. --precision fp64 compares in float64 throughout.
     """
     from gbp_cli.cli.parity import parity_command
 
@@ -133,21 +193,10 @@ def parity(ctx: click.Context, inputs: tuple[str, ...], **chosen) -> None:
     options.INPUTS,
     options.BACKEND,
     options.MODEL_OPTIONS,
-    click.option(
-        "--method",
-        "methods",
-        type=click.Choice(options.GRADIENT_CHOICES),
-        multiple=True,
-        help="Repeatable.  [default: guided, vanilla and deconv]",
-    ),
+    options.GRADIENT_METHOD,
     options.WEIGHTS,
-    click.option("-o", "--out", default="sanity", show_default=True, metavar="DIR"),
-    click.option(
-        "--json",
-        "as_json",
-        is_flag=True,
-        help="One JSON object per image, method and randomization stage on stdout.",
-    ),
+    options.SANITY_OUT,
+    options.SANITY_JSON,
     options.RESIZE,
     options.DEVICE,
     options.BATCH_SIZE,
@@ -172,9 +221,7 @@ def sanity(ctx: click.Context, inputs: tuple[str, ...], **chosen) -> None:
 
 
 @cli.command()
-@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--overwrite", is_flag=True, help="Replace DESTINATION if it exists.")
+@options.compose(options.SOURCE, options.DESTINATION, options.CONVERT_OVERWRITE)
 def convert(source: Path, destination: Path, overwrite: bool) -> None:
     """Convert weights between a torchvision .pth and a Keras .weights.h5 (either way)."""
     from gbp_cli.cli.convert import convert_command
@@ -184,9 +231,7 @@ def convert(source: Path, destination: Path, overwrite: bool) -> None:
 
 
 @cli.command()
-@click.argument("names", nargs=-1)
-@click.option("--backend", type=click.Choice(["torch", "tf"]), help="Only this backend's models.")
-@options.JSON
+@options.compose(options.MODEL_NAMES, options.CATALOG_BACKEND, options.JSON)
 def models(names: tuple[str, ...], backend: str | None, as_json: bool) -> None:
     """What each installed backend can explain: name, input size, activations overridden and
     others present, the Grad-CAM layer, the same network in the other backend (twin), and the
@@ -212,7 +257,8 @@ def _quiet_stdout() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: the exit codes above, and no tracebacks for users."""
+    """Console entry point: the exit codes above, and no tracebacks for users unless they ask
+    (--debug, GBP_DEBUG=1: GbpCommandError.show prints them)."""
     signal.signal(signal.SIGTERM, _terminate)
     try:
         code = cli.main(args=argv, prog_name="gbp", standalone_mode=False)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import json
 from collections.abc import Iterator
+from types import ModuleType
 
 import click
 
 from gbp_cli.backends import BUILT_IN, ModelInfo
 from gbp_cli.backends.rules import RULED_ACTIVATIONS
+from gbp_cli.errors import GbpError
 
 CATALOGS = {"torch": ".torch.catalog", "tf": ".tf.catalog"}
 COLUMNS = (
@@ -25,7 +28,7 @@ COLUMNS = (
 )
 
 
-def catalogs(backend: str | None) -> Iterator[tuple[str, object]]:
+def catalogs(backend: str | None) -> Iterator[tuple[str, ModuleType]]:
     """(backend, its catalog module) for every installed backend (or the one asked for)."""
     for name, module in CATALOGS.items():
         if backend not in (None, name):
@@ -74,15 +77,32 @@ def line(entry: dict[str, object]) -> str:
     return "\t".join(map(str, cells))
 
 
+def check_names(names: tuple[str, ...], found: list[tuple[str, ModuleType]]) -> None:
+    """Refuse, before any output, a name that none of these backends knows: one line, with
+    the known names closest to it."""
+    known = {name for _, catalog in found for name in catalog.names()}
+    unknown = [name for name in dict.fromkeys(names) if name not in known]
+    if not found or not unknown:
+        return
+    shown = []
+    for name in unknown:
+        close = difflib.get_close_matches(name.lower(), sorted(known), n=3, cutoff=0.6)
+        shown.append(f"{name} (did you mean {', '.join(close)}?)" if close else name)
+    where = " or ".join(backend for backend, _ in found)
+    raise GbpError(f"no model named {', '.join(shown)} in {where}; `gbp models` lists every name")
+
+
 def models_command(names: tuple[str, ...], backend: str | None, as_json: bool) -> int:
     """List (or describe the named) models of each installed backend."""
+    found = list(catalogs(backend))
+    check_names(names, found)
     if not as_json:
         click.echo("\t".join(COLUMNS))
-    for _, catalog in catalogs(backend):
-        wanted = [n for n in names if n in catalog.names()] if names else None  # type: ignore[attr-defined]
+    for _, catalog in found:
+        wanted = [n for n in names if n in catalog.names()] if names else None
         if names and not wanted:
             continue
-        for info in catalog.catalog(wanted):  # type: ignore[attr-defined]
-            entry = record(info, catalog.imagenet_weights(info.model))  # type: ignore[attr-defined]
+        for info in catalog.catalog(wanted):
+            entry = record(info, catalog.imagenet_weights(info.model))
             click.echo(json.dumps(entry) if as_json else line(entry))
     return 0

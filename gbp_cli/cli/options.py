@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any, NoReturn
 
 import click
 
+from gbp_cli.backends import WeightsSpec
+from gbp_cli.backends.base import NORMALIZATIONS
 from gbp_cli.backends.rules import GRADIENT_METHODS, METHODS, OTHER_ACTIVATIONS
 from gbp_cli.settings import Rendering, Smoothing
 
-GRADIENT_CHOICES = GRADIENT_METHODS
 FORMAT_CHOICES = ("color", "gray", "heatmap", "overlay", "pos", "neg", "panel", "npy")
 METHOD_HELP = (
     "Repeatable. "
@@ -18,6 +22,115 @@ METHOD_HELP = (
     + ".  [default: guided]"
 )
 
+
+class OptionError(click.BadParameter):
+    """A value an option's type refused: one `gbp: …` line on stderr and exit 2, as every
+    usage problem gbp finds itself (Click's own checks, like a --method not in the list, keep
+    Click's usage text)."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"gbp: {self.message}", err=True)
+
+
+def refuse(message: str, param: click.Parameter | None, ctx: click.Context | None) -> NoReturn:
+    """A type's refusal of a value, as Click's usage error (exit 2) shown in one line."""
+    raise OptionError(message, ctx, param)
+
+
+class Weights(click.ParamType):
+    """`--weights`: imagenet, random or an existing file, checked before any framework loads."""
+
+    name = "weights"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> WeightsSpec:
+        if isinstance(value, WeightsSpec):
+            return value
+        spec = WeightsSpec.parse(str(value))
+        if spec.kind == "file" and not (spec.path and spec.path.is_file()):
+            refuse(
+                f"--weights {value}: no such file (expected imagenet, random or a path)", param, ctx
+            )
+        return spec
+
+
+class Shard(click.ParamType):
+    """`--shard I/N` with 1 ≤ I ≤ N, as (I, N): this job's share of the inputs, counted from 1
+    like GNU split's `-n K/N` and SLURM's `--array=1-N`."""
+
+    name = "shard"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            index, count = (int(part) for part in str(value).split("/"))
+        except ValueError:
+            refuse(f"--shard {value!r}: expected I/N, e.g. 1/4 (I counts from 1)", param, ctx)
+        if not 1 <= index <= count:
+            refuse(f"--shard {value!r}: I must be in 1..N (shares count from 1)", param, ctx)
+        return index, count
+
+
+class Colormap(click.ParamType):
+    """`--cmap`: a matplotlib colormap; matplotlib is imported only for a name other than the
+    default."""
+
+    name = "cmap"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        name = str(value)
+        if name == Rendering.cmap:
+            return name
+        import matplotlib
+
+        if name not in matplotlib.colormaps:
+            known = sorted(matplotlib.colormaps)
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            some = ", ".join(c for c in known if not c.endswith("_r"))[:300]
+            refuse(
+                f"--cmap {name!r} is not a matplotlib colormap; {hint}known: {some}, …", param, ctx
+            )
+        return name
+
+
+class Target(click.ParamType):
+    """`--target`: a class index or a (prefix of a) class name, stripped. What needs no class
+    list is checked here; the name is resolved once the classes are known (checks.early_target,
+    or after the model loads for a checkpoint with its own classes)."""
+
+    name = "target"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        text = str(value).strip()
+        if not text:
+            refuse(f"--target {value!r}: expected a class index or a class name", param, ctx)
+        if text.startswith("-") and text[1:].isdigit():
+            refuse(f"--target {text} is out of range: class indices count from 0", param, ctx)
+        return text
+
+
+def debug_asked() -> bool:
+    """GBP_DEBUG set to anything but nothing, 0, false, no or off: read leniently, so that no
+    value of it can make every command a usage error."""
+    return os.environ.get("GBP_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+DEBUG = click.option(
+    "--debug",
+    is_flag=True,
+    default=debug_asked,
+    help="On an error, print its full traceback (with its causes) to stderr before its one "
+    "line. Also GBP_DEBUG=1.",
+)
 
 INPUTS = click.argument("inputs", nargs=-1, required=True)
 
@@ -37,7 +150,7 @@ INPUT_SIZE = click.option(
 )
 NORMALIZE = click.option(
     "--normalize",
-    type=click.Choice(["imagenet", "caffe", "tf", "none"]),
+    type=click.Choice(tuple(NORMALIZATIONS)),
     help="Your own model's pixel scaling: ImageNet mean/std, caffe (BGR, mean subtracted), "
     "tf ([-1, 1]) or none ([0, 1]).  [default: imagenet]",
 )
@@ -62,34 +175,51 @@ class BackendName(click.ParamType):
 
     name = "backend"
 
-    def convert(self, value: object, param: object, ctx: object) -> str:
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
         text = str(value)
         dotted = all(part.isidentifier() for part in text.split("."))
         if text in ("torch", "tf") or ("." in text and dotted):
             return text
-        self.fail(f"{text!r} is not torch, tf or a package.module of your own", param, ctx)  # type: ignore[arg-type]
+        refuse(
+            f"--backend {text!r}: expected torch, tf or package.module (a backend of your own)",
+            param,
+            ctx,
+        )
 
 
-BACKEND = click.option(
-    "--backend",
-    type=BackendName(),
+# Options several commands take with other choices or words are made by one function each, so
+# that a flag is spelled, stored and parsed one way wherever it appears.
+
+
+def _backend(kind: click.ParamType, help: str, **settings: Any) -> Callable:
+    return click.option("--backend", type=kind, help=help, **settings)
+
+
+BACKEND = _backend(
+    BackendName(),
+    "The framework; or package.module, a backend of your own (a module whose load() "
+    "returns a gbp_cli.backends.Backend).",
     default="torch",
     show_default=True,
     metavar="torch|tf|MODULE",
-    help="The framework; or package.module, a backend of your own (a module whose load() "
-    "returns a gbp_cli.backends.Backend).",
 )
+CATALOG_BACKEND = _backend(click.Choice(["torch", "tf"]), "Only this backend's models.")
 
-METHOD = click.option(
-    "--method",
-    "methods",
-    type=click.Choice(tuple(METHODS)),
-    multiple=True,
-    help=METHOD_HELP,
-)
+
+def _method(choices: tuple[str, ...], help: str) -> Callable:
+    return click.option("--method", "methods", type=click.Choice(choices), multiple=True, help=help)
+
+
+METHOD = _method(tuple(METHODS), METHOD_HELP)
+GRADIENT_METHOD = _method(GRADIENT_METHODS, "Repeatable.  [default: guided, vanilla and deconv]")
 
 TARGET = click.option(
-    "--target", help="Class to explain: an index or a (prefix of a) name. Default: top-1."
+    "--target",
+    type=Target(),
+    metavar="TEXT",
+    help="Class to explain: an index or a (prefix of a) name. Default: top-1.",
 )
 
 TOP_K = click.option(
@@ -103,6 +233,7 @@ TOP_K = click.option(
 
 WEIGHTS = click.option(
     "--weights",
+    type=Weights(),
     default="imagenet",
     show_default=True,
     metavar="imagenet|random|PATH",
@@ -115,14 +246,19 @@ LABELS = click.option(
     help="Class names, one per line, for a checkpoint with its own classes.",
 )
 
-OUT = click.option(
-    "-o",
-    "--out",
-    default="saliency",
-    show_default=True,
-    metavar="DIR|-",
-    help="Output folder, mirroring inputs' paths; '-' writes a single image's one file to stdout.",
+
+def _out(default: str, metavar: str, help: str | None = None) -> Callable:
+    return click.option(
+        "-o", "--out", default=default, show_default=True, metavar=metavar, help=help
+    )
+
+
+OUT = _out(
+    "saliency",
+    "DIR|-",
+    "Output folder, mirroring inputs' paths; '-' writes a single image's one file to stdout.",
 )
+SANITY_OUT = _out("sanity", "DIR")
 
 FORMAT = click.option(
     "--format",
@@ -149,9 +285,13 @@ DEVICE = click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
 )
 
-OVERWRITE = click.option(
-    "--overwrite", is_flag=True, help="Redo outputs that already exist (default: keep them)."
-)
+
+def _overwrite(help: str) -> Callable:
+    return click.option("--overwrite", is_flag=True, help=help)
+
+
+OVERWRITE = _overwrite("Redo outputs that already exist (default: keep them).")
+CONVERT_OVERWRITE = _overwrite("Replace DESTINATION if it exists.")
 
 NULL = click.option(
     "-0", "--null", is_flag=True, help="With '-', paths on stdin are NUL-separated."
@@ -166,7 +306,12 @@ CLIP = click.option(
 )
 
 CMAP = click.option(
-    "--cmap", default=Rendering.cmap, show_default=True, help="Matplotlib colormap."
+    "--cmap",
+    type=Colormap(),
+    metavar="TEXT",
+    default=Rendering.cmap,
+    show_default=True,
+    help="Matplotlib colormap.",
 )
 
 ALPHA = click.option(
@@ -195,10 +340,17 @@ NOISE = click.option(
     help="SmoothGrad noise, as a fraction of each image's input range.",
 )
 
-JSON = click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
+
+def _json(help: str) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+JSON = _json("One JSON object per input on stdout.")
+SANITY_JSON = _json("One JSON object per image, method and randomization stage on stdout.")
 
 SHARD = click.option(
     "--shard",
+    type=Shard(),
     metavar="I/N",
     help="Do only share I of N (I counts from 1, as in SLURM's --array=1-N), for parallel jobs.",
 )
@@ -259,22 +411,27 @@ CPUS_PER_WORKER = click.option(
 
 QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no closing summary.")
 
-PRECISION = click.option(
-    "--precision",
-    type=click.Choice(["fp32", "bf16"]),
-    default="fp32",
-    show_default=True,
-    help="bf16 computes in bfloat16: about twice as fast on CPUs with bf16 units (torch), maps "
-    "correlate with fp32's at about 0.98.",
-)
-PARITY_PRECISION = click.option(
-    "--precision",
-    type=click.Choice(["fp32", "fp64"]),
-    default="fp32",
-    show_default=True,
-    help="fp64 runs both backends in float64, where the same network agrees to 1e-9: it tells "
-    "a different network from float32's rounding.",
-)
+# What each precision other than fp32 is for: `gbp explain` offers bf16, `gbp parity` fp64.
+PRECISION_HELP = {
+    "bf16": "bf16 computes in bfloat16: about twice as fast on CPUs with bf16 units (torch), "
+    "maps correlate with fp32's at about 0.98.",
+    "fp64": "fp64 runs both backends in float64, where the same network agrees to 1e-9: it "
+    "tells a different network from float32's rounding.",
+}
+
+
+def _precision(other: str) -> Callable:
+    return click.option(
+        "--precision",
+        type=click.Choice(["fp32", other]),
+        default="fp32",
+        show_default=True,
+        help=PRECISION_HELP[other],
+    )
+
+
+PRECISION = _precision("bf16")
+PARITY_PRECISION = _precision("fp64")
 TF_MODE = click.option(
     "--tf-mode",
     type=click.Choice(["auto", "eager", "graph", "xla"]),
@@ -296,3 +453,7 @@ def compose(*options: Callable) -> Callable:
 
 
 MODEL_OPTIONS = compose(MODEL, INPUT_SIZE, NORMALIZE, CAM_LAYER, OTHER_ACTIVATIONS)
+
+MODEL_NAMES = click.argument("names", nargs=-1)
+SOURCE = click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+DESTINATION = click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))

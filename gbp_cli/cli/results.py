@@ -59,8 +59,12 @@ def result_line(result: Result, random_weights: bool) -> str:
     return "\t".join([name, field(explained), counts(result), *files])
 
 
-def result_record(result: Result, info: ModelInfo, methods: tuple[str, ...]) -> dict[str, object]:
-    """One JSON object per input: what was explained and written, or why not."""
+def result_record(
+    result: Result, info: ModelInfo, methods: tuple[str, ...], top: int | None = None
+) -> dict[str, object]:
+    """One JSON object per input: what was explained and written, or why not. `top_k` lists the
+    `top` most likely classes: by default the K of --top-k (one, with --target or without
+    --top-k), as many as the explained `targets`."""
     record: dict[str, object] = {
         "input": result.source.name,
         "backend": info.backend,
@@ -78,7 +82,7 @@ def result_record(result: Result, info: ModelInfo, methods: tuple[str, ...]) -> 
         kept=[printable(str(p)) for p in result.kept],
         target=asdict(result.targets[0]) if result.targets else None,
         targets=[asdict(t) for t in result.targets],
-        top_k=[asdict(t) for t in result.top],
+        top_k=[asdict(t) for t in result.top[: len(result.targets) if top is None else top]],
         relus=result.relus,
         activations=result.activations,
         ordinary=result.ordinary,
@@ -116,8 +120,8 @@ class Reporter:
             if self.progress is not None:
                 self.progress.advance(1.0)
             return
-        if self.sink is not None:
-            self.sink(result_record(result, self.info, self.methods))
+        if self.sink is not None:  # the --report page offers the top 5 whatever --top-k
+            self.sink(result_record(result, self.info, self.methods, top=len(result.top)))
         with self._aside():
             if result.error is not None:
                 click.echo(f"gbp: {result.source.name}: {result.error}", err=True)

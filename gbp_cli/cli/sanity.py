@@ -10,12 +10,14 @@ from pathlib import Path
 import click
 import numpy as np
 
+from gbp_cli.backends import WeightsSpec
 from gbp_cli.backends.rules import GRADIENT_METHODS
-from gbp_cli.cli.checks import model_spec, unique, weights_spec
+from gbp_cli.cli.checks import model_spec, unique
 from gbp_cli.engines.batching import batched
 from gbp_cli.errors import InputError
 from gbp_cli.inputs.find import discover
 from gbp_cli.inputs.preprocess import prepare
+from gbp_cli.outputs.model_record import model_record
 from gbp_cli.outputs.records import Provenance
 from gbp_cli.saliency.model import load_model
 from gbp_cli.sanity.similarity import metric_libraries
@@ -34,7 +36,7 @@ def sanity_command(
     *,
     backend: str,
     methods: tuple[str, ...],
-    weights: str,
+    weights: WeightsSpec,
     out: str,
     as_json: bool,
     resize: str,
@@ -58,13 +60,14 @@ def sanity_command(
     from gbp_cli.sanity.cascade import CLASS_CHECK, NEARLY_THE_SAME, cascade, stages_of
     from gbp_cli.sanity.plots import map_grid, similarity_plot
 
-    spec = weights_spec(weights)
+    spec = weights
     methods = unique(methods, GRADIENT_METHODS)
     network = model_spec(model, input_size, normalize, cam_layer, other_activations)
     loaded = load_model(backend, spec, device, model=network, methods=methods)
     info = loaded.info
     title = f"{info.backend}, {info.model}, weights {info.weights.describe()}"
-    settings = {"backend": info.backend, "model": network.name, "weights": spec.describe()}
+    # The record of `gbp explain`'s outputs, model part: the weights by name and content.
+    settings = model_record(info.backend, network, spec, info.precision)
     settings |= {"methods": ",".join(methods), "resize": resize}
     store = Store(overwrite, lambda message: click.echo(f"gbp: {message}", err=True))
     failures = 0

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from gbp_cli.backends.base import Backend
 from gbp_cli.inputs.find import Source
+from gbp_cli.outputs.model_record import model_record
 from gbp_cli.outputs.planning import Planner, Prediction
 from gbp_cli.outputs.store import Store
 from gbp_cli.saliency.model import ModelChoice
@@ -69,15 +70,24 @@ class Summary:
             self.kept += 1
 
 
+def record_of(choice: ModelChoice) -> dict[str, str]:
+    """What every output records about the chosen model (its weights by name and content), read
+    in this process: where the model loads, its weights file is there."""
+    return model_record(choice.backend, choice.model, choice.weights, choice.precision)
+
+
 Progress = Callable[[float], None]  # advance the progress display by a fraction of images
 Report = Callable[[Result], None]  # called once per input, in input order
 
 
 class Engine(Protocol):
     """Where the explain stage runs: `open` the model where the work will happen, then `run`
-    every source through it, reporting each input once, in order."""
+    every source through it, reporting each input once, in order. `record` is what every output
+    records of the model, read where the model loaded."""
 
     def open(self, choice: ModelChoice) -> Backend: ...
+
+    def record(self, choice: ModelChoice) -> dict[str, str]: ...
 
     def run(
         self,

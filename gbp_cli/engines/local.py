@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from gbp_cli.backends.base import Backend, Explanation
-from gbp_cli.engines.base import Job, Progress, Report, Result, Summary
+from gbp_cli.engines.base import Job, Progress, Report, Result, Summary, record_of
 from gbp_cli.engines.batching import batched, helper_threads, prefetch
 from gbp_cli.engines.results import write_result
 from gbp_cli.errors import InputError, NotAnInput
@@ -26,24 +26,6 @@ from gbp_cli.outputs.store import Store
 from gbp_cli.render.encode import PHOTO_FORMATS
 from gbp_cli.saliency.maps import explain_maps
 from gbp_cli.saliency.model import ModelChoice
-
-
-class LocalEngine:
-    """This process: the model loads here once, and every batch runs through it."""
-
-    def open(self, choice: ModelChoice) -> Backend:
-        return choice.open()
-
-    def run(
-        self,
-        sources: Iterable[Source],
-        model: Backend,
-        job: Job,
-        report: Report,
-        store: Store,
-        progress: Progress | None = None,
-    ) -> Summary:
-        return run(sources, model, job, report, store, progress)
 
 
 def run(
@@ -142,3 +124,15 @@ def _claim(
         return job.planner.claim(source, job.planner.plan(source, prepared, targets))
     except InputError as e:
         return Result(source, error=str(e))
+
+
+class LocalEngine:
+    """This process: the model loads here once, and every batch runs through it."""
+
+    def open(self, choice: ModelChoice) -> Backend:
+        return choice.open()
+
+    def record(self, choice: ModelChoice) -> dict[str, str]:
+        return record_of(choice)
+
+    run = staticmethod(run)

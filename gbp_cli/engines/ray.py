@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from gbp_cli.backends.base import Backend, Explanation, ModelInfo
-from gbp_cli.engines.base import Job, Progress, Report, Summary
+from gbp_cli.engines.base import Job, Progress, Report, Summary, record_of
 from gbp_cli.engines.ray_cluster import (
     actor_pool,
     cause,
@@ -66,6 +66,7 @@ class RemoteModel(Backend):
 
     info: ModelInfo
     opener: Opener
+    record: dict[str, str]  # what every output records of the model, as a worker read it
     workers: int
     gpus: float
     cpus: float
@@ -100,6 +101,7 @@ class RayEngine:
     workers: int | None = None  # model workers; None: one per GPU share, else one per machine
     gpus_per_worker: float = 0
     cpus_per_worker: float = 1
+    _opened: dict[ModelChoice, RemoteModel] = field(default_factory=dict, compare=False)
 
     def open(self, choice: ModelChoice) -> RemoteModel:
         """Start or join Ray, check that -o is shared, and learn the model's info from a
@@ -123,25 +125,25 @@ class RayEngine:
             num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker, max_retries=0
         )
         try:
-            info = ray.get(task.remote(opener))
+            info, record = ray.get(task.remote(opener))
         except ray.exceptions.RayTaskError as e:
             raise cause(e) from None
         model = RemoteModel(
-            info, opener, workers, self.gpus_per_worker, self.cpus_per_worker, started
+            info, opener, record, workers, self.gpus_per_worker, self.cpus_per_worker, started
         )
         announce(model)
+        self._opened[choice] = model
         return model
 
-    def run(
-        self,
-        sources: Iterable[Source],
-        model: Backend,
-        job: Job,
-        report: Report,
-        store: Store,
-        progress: Progress | None = None,
-    ) -> Summary:
-        return run(sources, model, job, report, store, progress)
+    def record(self, choice: ModelChoice) -> dict[str, str]:
+        """The record a worker's probe read (a cluster's workers hold the weights, perhaps not
+        this machine): `open` first."""
+        model = self._opened.get(choice)
+        return model.record if model is not None else record_of(choice)
+
+    def run(self, *args: Any, **kwargs: Any) -> Summary:
+        """The Engine's `run`: this module's `run` below (the local engine's, on Ray)."""
+        return run(*args, **kwargs)
 
 
 def run(

@@ -37,12 +37,21 @@ def actor_pool(ray: Any, size: int) -> dict[str, Any]:
 def restarts(ray: Any) -> dict[str, int]:
     """Bounded restarts for the model actors: Ray Data's default is to restart and retry
     forever, which turns a batch that kills its actor every time into a run that never ends.
-    Ray 2.60 deprecates passing them (as **ray_remote_args); where they are gone, the default
-    stands."""
-    accepts = inspect.signature(ray.data.Dataset.map_batches).parameters.values()
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepts):
-        return {}
-    return {"max_restarts": MAX_RESTARTS, "max_task_retries": MAX_TASK_RETRIES}
+    `map_batches` takes them as named parameters or among its **ray_remote_args (Ray 2.60
+    deprecates those, and says they go in 2.64; the caller silences that warning, and Ray 2.60
+    does hand them to every model actor). A Ray that takes them neither way keeps its own
+    default, and gbp says so once on stderr rather than promise a bound it cannot set."""
+    parameters = inspect.signature(ray.data.Dataset.map_batches).parameters
+    named = {"max_restarts", "max_task_retries"} <= parameters.keys()
+    if named or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return {"max_restarts": MAX_RESTARTS, "max_task_retries": MAX_TASK_RETRIES}
+    click.echo(
+        f"gbp: Ray {ray.__version__} takes no restart limit for model workers: one that dies "
+        "is restarted, and its batch retried, as Ray's own default decides (up to Ray 2.60: "
+        "without limit)",
+        err=True,
+    )
+    return {}
 
 
 def version(text: str) -> tuple[int, int]:

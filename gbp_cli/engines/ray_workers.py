@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from gbp_cli.backends.base import Backend, Explanation, ModelInfo
-from gbp_cli.engines.base import Job, Result
+from gbp_cli.engines.base import Job, Result, record_of
 from gbp_cli.engines.results import write_result
 from gbp_cli.errors import InputError, NotAnInput, RunStopped
 from gbp_cli.inputs.find import Source
@@ -88,10 +88,11 @@ class Opener:
         return self.choice.open()
 
 
-def probe(opener: Opener) -> ModelInfo:
+def probe(opener: Opener) -> tuple[ModelInfo, dict[str, str]]:
     """Open the model once on a worker, for what the driver must know before the run (classes,
-    warnings, the record's model name) without loading it itself."""
-    return opener.open().info
+    warnings, the record's model name, its weights as the workers have them) without loading it
+    itself."""
+    return opener.open().info, record_of(opener.choice)
 
 
 def worker_job(job: Job) -> Job:

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from gbp_cli.backends import weights_source
 from gbp_cli.backends.base import ModelSpec, WeightsSpec
-from gbp_cli.fingerprints import sha256_file
+from gbp_cli.errors import GbpError
+from gbp_cli.fingerprints import sha256_weights
+from gbp_cli.outputs.records import unknown
 
 
 def model_record(
-    backend: str, model: ModelSpec, spec: WeightsSpec, precision: str
+    backend: str,
+    model: ModelSpec,
+    spec: WeightsSpec,
+    precision: str,
+    before_loading: bool = False,
 ) -> dict[str, str]:
-    """The model part of every output's record: backend, network, weights (a file by its
-    content), precision, and whatever else changes the maps."""
-    weights = spec.describe()
-    if spec.kind == "file" and spec.path is not None:
-        weights = f"{spec.path.name} sha256:{sha256_file(spec.path)[:16]}"
-    settings = {"backend": backend, "model": model.name, "weights": weights}
+    """The model part of every output's record: backend, network, weights (by name and by the
+    content of the file that holds them), precision, and whatever else changes the maps.
+
+    `before_loading` (--dry-run): what only loading can tell (a weights file not cached yet,
+    named weights only the framework knows) is recorded as unknown, never guessed."""
+    settings = {"backend": backend, "model": model.name}
+    settings |= weights_record(backend, model.name, spec, before_loading)
     settings["precision"] = precision
     if model.input_size or model.normalize:
         settings["input"] = f"{model.input_size or 224} {model.normalize or 'imagenet'}"
@@ -23,3 +33,40 @@ def model_record(
     if model.cam_layer:
         settings["cam layer"] = model.cam_layer
     return settings
+
+
+def weights_record(
+    backend: str, model_name: str, spec: WeightsSpec, before_loading: bool = False
+) -> dict[str, str]:
+    """Which weights: a --weights FILE by its content; seeded random by the seed and the version
+    of gbp's draw; ImageNet by the weights' name (torchvision's enum, Keras's application, the
+    Lite0 package and its version) and the content of the file that holds them."""
+    if spec.kind == "file" and spec.path is not None:
+        return {"weights": file_mark(spec.path)}
+    if spec.kind == "random":
+        return {"weights": spec.describe(), "weights draw": f"gbp {weights_source.RANDOM_DRAW}"}
+    source = weights_source.imagenet_source(backend, model_name)
+    record = {"weights": source["weights"]}
+    then = "; a run keeps these outputs only if its weights are the ones that made them"
+    if "unknown" in source:
+        record["weights file"] = unknown(source["unknown"] + then) if before_loading else "unknown"
+    elif "file" in source:
+        path = Path(source["file"])
+        missing = f"{path.name}, not found"  # loaded from elsewhere (a stand-in backend)
+        if path.is_file():
+            record["weights file"] = file_mark(path)
+        elif before_loading:  # a run fetches it first; a stand-in backend records it missing
+            why = f"{path.name} is not in {path.parent} yet{then}"
+            record["weights file"] = unknown(why, unless=missing)
+        else:
+            record["weights file"] = missing
+    return record
+
+
+def file_mark(path: Path) -> str:
+    """A weights file as a record names it: its name and the start of its SHA-256."""
+    try:
+        digest = sha256_weights(path)
+    except OSError as e:
+        raise GbpError(f"cannot read the weights file {path}: {e.strerror or e}") from None
+    return f"{path.name} sha256:{digest[:16]}"

@@ -16,8 +16,8 @@ from gbp_cli.backends.base import ModelInfo
 from gbp_cli.errors import InputError
 from gbp_cli.inputs.find import Source
 from gbp_cli.inputs.preprocess import Prepared
-from gbp_cli.outputs.naming import PANEL, Outputs, class_tag, file_name
-from gbp_cli.outputs.records import Provenance, conflict, decide, look
+from gbp_cli.outputs.naming import NPY, PANEL, Outputs, class_tag, file_name
+from gbp_cli.outputs.records import Provenance, Undecided, conflict, decide, look, undecided
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,9 @@ class Planner:
     info: ModelInfo | None = None  # the loaded model, once there is one
     overwrite: bool = False
     inputs: frozenset[str] = frozenset()  # real paths of the run's inputs
+    # How pictures are drawn (gbp_cli.render's DRAWING, which this layer cannot import): in
+    # every PNG's record, so that pictures drawn otherwise by an older gbp are conflicts.
+    drawing: str | None = None
     _claims: dict[str, Source] = field(default_factory=dict)
 
     @property
@@ -85,6 +88,8 @@ class Planner:
             **self.outputs.settings(method, fmt),
             "target": self.target_setting(rank),
         }
+        if self.drawing is not None and fmt != NPY:
+            settings["drawing"] = self.drawing
         return Provenance(source.name, digest, settings)
 
     def plan(self, source: Source, prepared: Prepared, targets: list[Prediction]) -> list[Planned]:
@@ -140,12 +145,16 @@ class Planner:
 
     def existing(self, source: Source, prepared: Prepared) -> list[Path] | None:
         """Every output's path if all are there and identical (kept), None if there is work to
-        do; an InputError if something that may not be replaced is in the way."""
+        do; an InputError if something that may not be replaced is in the way. Undecided
+        (--dry-run only) if they match in all it can know, but not in what it cannot yet."""
         if self.per_class:
             return self._existing_per_class(source, prepared)
         placeholder = [Prediction(self.target or 0, "", 0.0, 0.0)]
         planned = self.claim(source, self.plan(source, prepared, placeholder))
         verdicts = [decide(o.path, o.provenance, self.overwrite) for o in planned]
+        if "unknown" in verdicts:
+            output = planned[verdicts.index("unknown")]
+            raise Undecided(undecided(look(output.path), output.provenance) or "")
         return [o.path for o in planned] if set(verdicts) == {"kept"} else None
 
     def _existing_per_class(self, source: Source, prepared: Prepared) -> list[Path] | None:
@@ -159,6 +168,7 @@ class Planner:
         except OSError:
             return None
         kept = []
+        why = None  # what --dry-run cannot know yet, if the matches depend on it
         for method, fmt in self.outputs.kinds():
             ranks = [None] if fmt == PANEL else list(range(1, self.top_k + 1))
             suffix = file_name("", method, fmt)  # ".guided.color.png"
@@ -174,4 +184,7 @@ class Planner:
                 if match is None:
                     return None
                 kept.append(match)
+                why = undecided(look(match), wanted) or why
+        if why is not None:
+            raise Undecided(why)
         return kept

@@ -1,8 +1,9 @@
 """The write stage: each output is written atomically, kept if it truly matches, or refused.
 
 Nothing a user had is lost: a file gbp did not write is never replaced (not even with
---overwrite), and an output of another photo or of other settings is a conflict unless
---overwrite. (That no output lands on an input of the run is checked when outputs are planned.)
+--overwrite; a `.npy`'s sidecar record neither), and an output of another photo or of other
+settings is a conflict unless --overwrite. (That no output lands on an input of the run is
+checked when outputs are planned.)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from gbp_cli.errors import InputError, RunStopped
 from gbp_cli.fingerprints import sha256_bytes
 from gbp_cli.outputs.atomic import write_atomic
-from gbp_cli.outputs.records import Provenance, decide, sidecar
+from gbp_cli.outputs.records import ARRAY, Provenance, decide, foreign_sidecar, sidecar
 
 STALE_AFTER = 60.0  # seconds: a temp file older than the run by this much is an interrupted run's
 _TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.part$")  # AtomicFile's names: .<name>.<random>.part
@@ -54,9 +55,21 @@ class Store:
 
     def _write(self, path: Path, data: bytes, provenance: Provenance, replace: bool) -> bool:
         if path.suffix == ".npy":  # the record first: an array never stands without one
-            record = {**provenance.chunks(), "sha256": sha256_bytes(data)}
-            write_atomic(sidecar(path), json.dumps(record).encode(), overwrite=True)
+            record = json.dumps({**provenance.chunks(), ARRAY: sha256_bytes(data)}).encode()
+            self._write_sidecar(path, record)
         return write_atomic(path, data, overwrite=replace)
+
+    def _write_sidecar(self, path: Path, record: bytes) -> None:
+        """Write a `.npy`'s record where nothing is, or over gbp's own record (its array's, or
+        one a killed run left without an array); never over a file gbp did not write, not even
+        one that appeared since the output was planned."""
+        target = sidecar(path)
+        if write_atomic(target, record, overwrite=False):
+            return
+        refusal = foreign_sidecar(path)
+        if refusal is not None:
+            raise InputError(refusal)
+        write_atomic(target, record, overwrite=True)
 
     def _tidy(self, folder: Path) -> None:
         """Once per folder: remove temp files an earlier, killed run left (kill -9 can't be

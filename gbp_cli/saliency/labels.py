@@ -38,6 +38,8 @@ def resolve_target(spec: str, labels: list[str]) -> int:
     (case-insensitive), else the one with the text as a whole word, else the one it is a unique
     prefix of. Where several classes fit at the first level that matches, they are listed."""
     text = spec.strip()
+    if not text:
+        raise GbpError(f"--target {spec!r} is empty: give a class index or a class name")
     if text.lstrip("-").isdigit():
         index = int(text)
         if not 0 <= index < len(labels):

@@ -8,43 +8,38 @@ the noise is drawn here, seeded, so both backends see identical inputs.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from gbp_cli.backends.base import Backend, Explanation, ModelInfo, ModelSpec
-from gbp_cli.backends.rules import GRADIENT_METHODS, METHODS
+from gbp_cli.backends.rules import GRADIENT_METHODS, METHODS, refusal
 from gbp_cli.errors import GbpError
 from gbp_cli.settings import Smoothing
-
-CAM_METHODS = tuple(m for m, method in METHODS.items() if method.rule is None)
 
 
 def check_methods(info: ModelInfo, methods: tuple[str, ...], spec: ModelSpec) -> None:
     """Refuse, before any input is explained, what this model cannot do honestly."""
-    ruled = [m for m in methods if m in ("guided", "deconv", "guided-gradcam")]
-    if ruled and info.unruled and spec.other_activations == "refuse":
-        kinds = ", ".join(f"{info.activations.get(k, '?')} {k}" for k in info.unruled)
-        paths = [p for found in info.unruled.values() for p in found][:3]
-        raise GbpError(
-            f"{' and '.join(ruled)} {'is' if len(ruled) == 1 else 'are'} not defined for "
-            f"{info.model}'s {kinds} ({', '.join(paths)}, …): pass --other-activations gradient "
-            "to let them keep their ordinary gradient, or use vanilla or gradcam"
-        )
-    cams = [m for m in methods if METHODS[m].rule is None]
-    if cams and info.cam_layer is None:
-        raise GbpError(
-            f"{' and '.join(cams)} need a spatial feature map, and {info.model} has none "
-            "(a vision transformer?): use guided, vanilla or deconv"
-        )
+    problem = refusal(
+        methods,
+        info.activations,
+        info.unruled,
+        cam_layer=info.cam_layer is not None,
+        other_activations=spec.other_activations,
+        model=info.model,
+    )
+    if problem is not None:
+        raise GbpError(problem)
 
 
 def backend_request(methods: Sequence[str]) -> tuple[tuple[str, ...], bool]:
-    """The gradient methods to ask a backend for, and whether Grad-CAM's features are needed."""
-    gradients = [m for m in methods if m in GRADIENT_METHODS]
-    if "guided-gradcam" in methods and "guided" not in gradients:
-        gradients.append("guided")
-    return tuple(gradients), any(m in CAM_METHODS for m in methods)
+    """The gradient methods to ask a backend for (those asked, then those a product of maps is
+    made from), and whether Grad-CAM's features are needed."""
+    asked = [m for m in methods if m in GRADIENT_METHODS]
+    parts = [p for m in methods for p in METHODS[m].made_from if p in GRADIENT_METHODS]
+    return tuple(dict.fromkeys(asked + parts)), any(METHODS[m].needs_cam_layer for m in methods)
 
 
 def grad_cam(features: np.ndarray, feature_grads: np.ndarray) -> np.ndarray:
@@ -74,15 +69,17 @@ def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def method_maps(explanation: Explanation, methods: Sequence[str], size: tuple[int, int]) -> dict:
-    """Each requested method's map, (N, K, H, W, C): C = 3 for gradients, 1 for Grad-CAM."""
-    maps = {m: explanation.saliency[m] for m in methods if m in GRADIENT_METHODS}
-    if any(m in CAM_METHODS for m in methods):
+    """Each requested method's map, (N, K, H, W, C): C = 3 for gradients, 1 for Grad-CAM; a
+    method made from others (Guided Grad-CAM) is the product of their maps."""
+    maps: dict[str, np.ndarray] = dict(explanation.saliency)
+    if any(METHODS[m].needs_cam_layer for m in methods):
         assert explanation.features is not None and explanation.feature_grads is not None
         cam = upsample(grad_cam(explanation.features, explanation.feature_grads), size)[..., None]
-        if "gradcam" in methods:
-            maps["gradcam"] = cam
-        if "guided-gradcam" in methods:
-            maps["guided-gradcam"] = explanation.saliency["guided"] * cam
+        maps |= {name: cam for name, method in METHODS.items() if method.cam}
+    for name in methods:
+        if METHODS[name].made_from:
+            parts = [maps[part] for part in METHODS[name].made_from]
+            maps[name] = functools.reduce(operator.mul, parts)  # broadcast: C = 3 × C = 1
     return {m: maps[m] for m in methods}
 
 

@@ -1,8 +1,9 @@
 """Cascading randomization (Adebayo et al. 2018) and the class check (Nie et al. 2018).
 
 The network is re-initialised stage by stage from the top, and each method's map compared with
-the original one. The random values come from the shared, seeded initialisation in numpy, so
-both backends randomise identically.
+the original one. A twin (the same network in both backends, backends/twins/) is cut into the
+same stages and re-drawn from one seeded numpy draw in either backend, so both report the same
+figures for the same weights.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ class Record:
 
 def stages_of(backend: Backend) -> list[tuple[str, tuple[str, ...]]]:
     """The backend's stages from the output back (DenseNet: classifier, block4, transition3, …,
-    stem; ResNet: fc, layer4, …; anything else: its weighted layers in about eight groups)."""
+    stem; ResNet: fc, layer4, …, stem; VGG: classifier, conv5, …; MobileNet: its inverted-residual
+    stages; anything else: its weighted layers in about eight groups), the same for a twin in
+    both backends (backends/stages.py)."""
     stages = getattr(backend, "stages", None)
     if stages is None:
         raise GbpError(f"gbp sanity cannot randomize {backend.info.model}: no stages known")

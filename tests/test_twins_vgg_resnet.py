@@ -1,8 +1,9 @@
-"""The Keras VGG and ResNet replicas compute what torchvision's compute, and their weights move
-between the two layouts bit-exactly (backends/keras_vgg.py, backends/keras_resnet.py).
+"""The Keras VGG and ResNet twins compute what torchvision's compute, and their weights move
+between the two layouts bit-exactly through their tables (backends/twins/vgg.py, resnet.py).
 
 Small inputs and narrow twins where the family allows; every full depth is checked by structure
-(keys, shapes, ReLU count, every Keras layer filled), its torch side built on the meta device.
+(keys, shapes, ReLU count, every Keras layer filled, gbp sanity's stages), its torch side built on
+the meta device.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ from torch import nn
 from torchvision import models
 from torchvision.models import resnet, vgg
 
-from gbp_cli.backends.torch.activations import probe
+from gbp_cli.backends.tf.twins import TwinLayout
+from gbp_cli.backends.torch.probe import probe
+from gbp_cli.backends.torch.randomize import stages
+from gbp_cli.backends.twins import blocks, table
 from gbp_cli.backends.twins import resnet as keras_resnet
 from gbp_cli.backends.twins import vgg as keras_vgg
-from gbp_cli.backends.twins.registry import REPLICAS
+from gbp_cli.backends.twins.registry import TWINS, load_all
 from tests.conftest import randomize_batchnorm
 
 pytestmark = [pytest.mark.torch, pytest.mark.tf]
@@ -92,16 +96,18 @@ def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(a))
 
 
-def check_twin(model: nn.Module, make: Callable[[], Any], name: str, size: int) -> dict:
-    """Weights over, the round trip bit-exact, torch's Grad-CAM layer, and the same function:
-    logits and Grad-CAM features in float32 within 1e-4; input gradients in float64 within 1e-9,
-    and in float32 within 1e-3, or twice torch's own float32-vs-float64 gap where that is wider
-    (a deep net's ReLU gates flip where x ≈ 0 at float32's precision: resnet50, measured)."""
-    replica = REPLICAS[name]
+def check_twin(
+    model: nn.Module, make: Callable[[], Any], layers: table.Table, cam: str, size: int
+) -> dict:
+    """Weights over by the table, the round trip bit-exact, torch's Grad-CAM layer, and the same
+    function: logits and Grad-CAM features in float32 within 1e-4; input gradients in float64
+    within 1e-9, and in float32 within 1e-3, or twice torch's own float32-vs-float64 gap where
+    that is wider (a deep net's ReLU gates flip where x ≈ 0 at float32's precision: resnet50,
+    measured)."""
     state = {k: v.numpy() for k, v in model.state_dict().items()}
-    weights = replica.to_keras(state)
-    assert_bit_exact(replica.from_keras(weights), state)
-    assert probe(model, size, name).cam_layer == replica.cam_layer
+    weights = table.to_keras(layers, state)
+    assert_bit_exact(table.from_keras(layers, weights), state)
+    assert probe(model, size, "twin").cam_layer == cam
     x = np.random.default_rng(0).standard_normal((2, 3, size, size))
     found: dict[str, float] = {}
     saved = keras.config.floatx(), keras.config.dtype_policy()
@@ -112,13 +118,13 @@ def check_twin(model: nn.Module, make: Callable[[], Any], name: str, size: int) 
         try:
             keras_model = make()
             load(keras_model, weights)
-            got = run(twin, keras_model, replica.cam_layer, x.astype(dtype))
+            got = run(twin, keras_model, cam, x.astype(dtype))
         finally:
             keras.config.set_floatx(saved[0])
             keras.config.set_dtype_policy(saved[1])
         if dtype == "float32":  # what every Keras layer holds comes back as the state_dict
             every = {layer.name: layer.get_weights() for layer in keras_model.layers}
-            assert_bit_exact(replica.from_keras(every), state)
+            assert_bit_exact(table.from_keras(layers, every), state)
             found |= {k: rel_max(got[k], got[f"keras {k}"]) for k in ("logits", "cam")}
             grad32 = got["grad"]
         found[f"grad {dtype}"] = rel_l2(got["grad"], got["keras grad"])
@@ -161,11 +167,13 @@ def test_resnet_twin_computes_what_torchvision_computes(
     if layers is None:
         model = seeded(lambda: getattr(models, arch)(num_classes=num_classes))
         make = lambda: keras_resnet.build(arch, num_classes, size)  # noqa: E731
+        rows = TWINS[arch].layers(num_classes)
     else:
         block = resnet.BasicBlock if arch == "basic" else resnet.Bottleneck
         model = seeded(lambda: resnet.ResNet(block, list(layers), num_classes=num_classes))
         make = lambda: keras_resnet.resnet(arch, layers, num_classes, size)  # noqa: E731
-    print(arch, layers, check_twin(model, make, "resnet18", size))
+        rows = keras_resnet.table(arch, layers, num_classes)
+    print(arch, layers, check_twin(model, make, rows, keras_resnet.CAM_LAYER, size))
 
 
 def narrow_vgg(num_classes: int = 10, hidden: int = 32) -> nn.Module:
@@ -183,7 +191,8 @@ def narrow_vgg(num_classes: int = 10, hidden: int = 32) -> nn.Module:
 @pytest.mark.parametrize("size", [28, 56])  # a 7×7 map (pool = identity), a 14×14 one (2×2 mean)
 def test_vgg_twin_computes_what_torchvision_computes(size: int) -> None:
     make = lambda: keras_vgg.vgg(NARROW_VGG, 10, size, hidden=32)  # noqa: E731
-    print("vgg", NARROW_VGG, size, check_twin(seeded(narrow_vgg), make, "vgg16", size))
+    rows = keras_vgg.table(NARROW_VGG, 10, hidden=32)
+    print("vgg", NARROW_VGG, size, check_twin(seeded(narrow_vgg), make, rows, "features", size))
 
 
 def test_vgg_twin_needs_the_first_dense_rows_permuted(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -191,15 +200,16 @@ def test_vgg_twin_needs_the_first_dense_rows_permuted(monkeypatch: pytest.Monkey
     exact, but the function is not the same."""
     model = seeded(narrow_vgg)
     state = {k: v.numpy() for k, v in model.state_dict().items()}
+    rows = keras_vgg.table(NARROW_VGG, 10, hidden=32)
     x = np.random.default_rng(0).standard_normal((2, 3, 28, 28)).astype(np.float32)
     logits = {}
     for permuted in (True, False):
         if not permuted:
-            monkeypatch.setattr(keras_vgg, "_kernel_rows", lambda w, _: w.T.copy())
-            monkeypatch.setattr(keras_vgg, "_weight_columns", lambda k, _: k.T.copy())
-        assert_bit_exact(keras_vgg.from_keras(keras_vgg.to_keras(state)), state)
+            monkeypatch.setattr(table, "flat_dense_to_keras", lambda w, _: w.T.copy())
+            monkeypatch.setattr(table, "flat_dense_from_keras", lambda k, _: k.T.copy())
+        assert_bit_exact(table.from_keras(rows, table.to_keras(rows, state)), state)
         keras_model = keras_vgg.vgg(NARROW_VGG, 10, 28, hidden=32)
-        load(keras_model, keras_vgg.to_keras(state))
+        load(keras_model, table.to_keras(rows, state))
         got = run(model, keras_model, "features", x)
         logits[permuted] = rel_max(got["logits"], got["keras logits"])
     assert logits[True] <= 1e-5 and logits[False] > 1e-2, logits
@@ -221,16 +231,17 @@ def meta_state(arch: str, num_classes: int = 1000) -> tuple[nn.Module, dict[str,
 
 
 def mine(state: dict[str, Any]) -> list[str]:
-    return [name for name in ARCHS if REPLICAS[name].matches(state)]
+    return [name for name in ARCHS if load_all()[name].matches(state)]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_depth_is_recognized_filled_and_round_tripped(arch: str) -> None:
     """Random arrays of the meta state_dict's shapes go to Keras, fill every weighted layer of
-    the built twin, and come back bit-exact; torch applies as many ReLUs as the twin has."""
+    the built twin, and come back bit-exact; torch applies as many ReLUs as the twin has; and
+    the TF side cuts gbp sanity's stages as the torch side does."""
     model, state = meta_state(arch, num_classes=7)
-    replica = REPLICAS[arch]
-    assert mine(state) == [arch] and replica.num_classes(state) == 7
+    twin = TWINS[arch]
+    assert mine(state) == [arch] and twin.num_classes(state) == 7
     assert mine({f"module.{k}": v for k, v in state.items()}) == []  # wrapped: not as such
     assert mine(dict(list(state.items())[:-4])) == []  # truncated
     rng = np.random.default_rng(0)
@@ -238,21 +249,42 @@ def test_every_depth_is_recognized_filled_and_round_tripped(arch: str) -> None:
         k: np.zeros((), np.int64) if v.dtype == torch.int64 else rng.random(v.shape, np.float32)
         for k, v in state.items()
     }
-    weights = replica.to_keras(arrays)
-    assert_bit_exact(replica.from_keras(weights), arrays)
-    keras_model = replica.build(7)
+    weights = twin.to_keras(arrays)
+    assert_bit_exact(twin.from_keras(weights), arrays)
+    keras_model = twin.build(7)
     load(keras_model, weights)
+    assert_bit_exact(TwinLayout(twin).state(keras_model), arrays)
+    assert TwinLayout(twin).stages(keras_model) == stages(model, arch)
     relus = sum(isinstance(layer, keras.layers.ReLU) for layer in keras_model.layers)
     assert relu_calls(model, torch.zeros(1, 3, 224, 224, device="meta")) == relus
     assert {"resnet18": 17, "resnet50": 49, "vgg16": 15, "vgg19": 18}.get(arch, relus) == relus
     channels = 2048 if arch in ("resnet50", "resnet101", "resnet152") else 512
-    assert keras_model.get_layer(replica.cam_layer).output.shape == (None, 7, 7, channels)
+    assert keras_model.get_layer(twin.cam_layer).output.shape == (None, 7, 7, channels)
 
 
 @pytest.mark.parametrize("arch", LOOKALIKES)
-def test_lookalikes_are_not_taken_for_a_replica(arch: str) -> None:
+def test_lookalikes_are_not_taken_for_a_twin(arch: str) -> None:
     """Same keys, other widths (wide, ResNeXt); BatchNorm in the features; another depth."""
     assert mine(meta_state(arch)[1]) == []
+
+
+def test_keras_own_vgg_holds_torchvision_layout_weights_and_stages() -> None:
+    """TF explains Keras's own VGG16 (its own weights) in keras.applications' model: its
+    application table reads that model in torchvision's layout, bit-exactly both ways, and cuts
+    the stages as torch cuts torchvision's VGG16. (32×32 input and 3 classes keep it small.)"""
+    twin = TWINS["vgg16"]
+    assert twin.application is not None
+    app = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=3)
+    layout = TwinLayout(twin, twin.application.layers)
+    state = layout.state(app)
+    _, torch_state = meta_state("vgg16", num_classes=3)
+    assert list(state) == list(torch_state)
+    rows = twin.application.layers(3)
+    assert_bit_exact(table.from_keras(rows, table.to_keras(rows, state)), state)
+    with torch.device("meta"):
+        reference = stages(models.vgg16(num_classes=3), "vgg16")
+    assert layout.stages(app) == reference
+    assert [name for name, _ in reference] == ["classifier", *(f"conv{b}" for b in (5, 4, 3, 2, 1))]
 
 
 # --- the stem's max-pool, and saving ---
@@ -267,7 +299,7 @@ def test_stem_max_pool_pads_with_minus_inf_as_torch_does(side: int) -> None:
     x[:, :, :4, :] = 0  # whole windows of ties along the top
     x[:, :, :, -3:] = 0  # and the right
     inputs = keras.Input((side, side, 4))
-    pool = keras.Model(inputs, keras_resnet._max_pool_like_torch(inputs, "maxpool"))
+    pool = keras.Model(inputs, blocks.max_pool_like_torch(inputs, "maxpool"))
     xt = torch.tensor(x, requires_grad=True)
     yt = F.max_pool2d(xt, 3, stride=2, padding=1)
     upstream = rng.standard_normal(yt.shape).astype(np.float32)

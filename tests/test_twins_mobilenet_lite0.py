@@ -18,9 +18,11 @@ torch = pytest.importorskip("torch")
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
+from gbp_cli.backends.tf.twins import TwinLayout  # noqa: E402
+from gbp_cli.backends.torch.randomize import stages  # noqa: E402
 from gbp_cli.backends.twins import lite0 as keras_lite0  # noqa: E402
 from gbp_cli.backends.twins import mobilenet as keras_mobilenet  # noqa: E402
-from gbp_cli.backends.twins.registry import REPLICAS, recognize  # noqa: E402
+from gbp_cli.backends.twins.registry import TWINS, recognize  # noqa: E402
 
 CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 MODULES = {"mobilenet_v2": keras_mobilenet, "efficientnet_lite0": keras_lite0}
@@ -63,11 +65,10 @@ def torch_lite0(num_classes: int | None = None):
 
 
 def twin(name: str, model, size: int | None = 224):
-    """The Keras replica of a torch network, its weights converted."""
-    module = MODULES[name]
+    """The Keras twin of a torch network, its weights converted."""
     state = numpy_state(model)
-    keras_model = module.build(module.num_classes(state), size)
-    for layer, arrays in module.to_keras(state).items():
+    keras_model = MODULES[name].build(TWINS[name].num_classes(state), size)
+    for layer, arrays in TWINS[name].to_keras(state).items():
         keras_model.get_layer(layer).set_weights(arrays)
     return keras_model
 
@@ -124,10 +125,9 @@ def relative(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_the_twin_gives_the_same_logits_gradient_and_cam_layer(pair, chelsea, record_property):
     name, model, keras_model = pair
-    replica = REPLICAS[name]
     logits, feature, grad = torch_pass(model, chelsea, TORCH_CAM[name])
     top = int(logits[0].argmax())
-    k_logits, k_feature, k_grad = keras_pass(keras_model, chelsea, replica.cam_layer, top)
+    k_logits, k_feature, k_grad = keras_pass(keras_model, chelsea, TWINS[name].cam_layer, top)
     figures = {
         "logits max |Δ|": float(np.abs(k_logits - logits).max()),
         "logits max |torch|": float(np.abs(logits).max()),
@@ -162,16 +162,25 @@ def test_the_relu6s_are_keras_relu_layers_with_max_value_6(pair):
 
 def test_weights_round_trip_torch_keras_torch_bit_exactly(pair):
     name, model, keras_model = pair
-    module, state = MODULES[name], numpy_state(model)
+    twin, state = TWINS[name], numpy_state(model)
     weights = {layer.name: layer.get_weights() for layer in keras_model.layers if layer.weights}
-    assert set(weights) == set(module.to_keras(state))
-    back = module.from_keras(weights)
+    assert set(weights) == set(twin.to_keras(state))
+    back = twin.from_keras(weights)
     assert list(back) == list(state)  # the state_dict's own order, num_batches_tracked included
     for key, array in state.items():
         assert back[key].dtype == array.dtype and back[key].shape == array.shape, key
         assert back[key].tobytes() == array.tobytes(), key
-    assert recognize(state) is REPLICAS[name] and REPLICAS[name].num_classes(state) == 1000
-    assert model.load_state_dict({k: torch.from_numpy(v) for k, v in back.items()}, strict=True)
+    assert recognize(state) is twin and twin.num_classes(state) == 1000
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in back.items()}, strict=True)
+
+
+def test_both_sides_cut_the_same_sanity_stages(pair):
+    """The TF side reads its twin's stages from the same torchvision keys the torch side cuts:
+    MobileNetV2 by its inverted-residual stages, Lite0 (no family cut) by its modules."""
+    name, model, keras_model = pair
+    found = TwinLayout(TWINS[name]).stages(keras_model)
+    assert found == stages(model, name)
+    assert found[0][0] == {"mobilenet_v2": "classifier", "efficientnet_lite0": "_fc"}[name]
 
 
 @pytest.mark.parametrize("name", list(MODULES))
@@ -179,15 +188,15 @@ def test_a_fine_tuned_head_is_recognized_and_converted(name):
     """7 classes; at 64×64, which also checks that the twin pads as torch does at another size."""
     model = torch_mobilenet(7) if name == "mobilenet_v2" else torch_lite0(7)
     state = numpy_state(model)
-    replica = recognize(state)
-    assert replica is REPLICAS[name] and replica.num_classes(state) == 7
+    found = recognize(state)
+    assert found is TWINS[name] and found.num_classes(state) == 7
     keras_model = twin(name, model, size=64)
     x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype(np.float32)
     with torch.no_grad():
         expected = model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
     got = keras_model(x, training=False).numpy()
     assert got.shape == (2, 7) and relative(got, expected) <= 1e-4
-    back = MODULES[name].from_keras(MODULES[name].to_keras(state))
+    back = TWINS[name].from_keras(TWINS[name].to_keras(state))
     assert (
         all(back[k].tobytes() == v.tobytes() for k, v in state.items())
         and back.keys() == state.keys()
@@ -195,17 +204,16 @@ def test_a_fine_tuned_head_is_recognized_and_converted(name):
 
 
 def test_matches_tells_the_two_apart_and_refuses_lookalikes():
+    mobile, lite0 = TWINS["mobilenet_v2"], TWINS["efficientnet_lite0"]
     mobilenet = numpy_state(torch_mobilenet())
-    assert keras_mobilenet.matches(mobilenet) and not keras_lite0.matches(mobilenet)
-    assert not keras_mobilenet.matches(numpy_state(torch_mobilenet(width_mult=0.5)))
+    assert mobile.matches(mobilenet) and not lite0.matches(mobilenet)
+    assert not mobile.matches(numpy_state(torch_mobilenet(width_mult=0.5)))
     no_counter = {k: v for k, v in mobilenet.items() if not k.endswith("num_batches_tracked")}
-    assert keras_mobilenet.matches(no_counter)  # older checkpoints carry no counters
-    assert not keras_mobilenet.matches(
-        {k: v for k, v in mobilenet.items() if "features.17" not in k}
-    )
-    assert not keras_mobilenet.matches({**mobilenet, "extra.weight": np.zeros(1)})
+    assert mobile.matches(no_counter)  # older checkpoints carry no counters
+    assert not mobile.matches({k: v for k, v in mobilenet.items() if "features.17" not in k})
+    assert not mobile.matches({**mobilenet, "extra.weight": np.zeros(1)})
     lite = numpy_state(torch_lite0(10))
-    assert keras_lite0.matches(lite) and not keras_mobilenet.matches(lite)
+    assert lite0.matches(lite) and not mobile.matches(lite)
     assert recognize({"features.0.0.weight": np.zeros((32, 3, 3, 3))}) is None
 
 
