@@ -17,7 +17,15 @@ PRECISIONS = ("fp32", "bf16", "fp64")
 DISTRIBUTION = "gbp-saliency"  # what `pip install` calls gbp (the name `gbp` is taken on PyPI)
 
 
-class BackendError(Exception):
+class GbpError(Exception):
+    """The base of every error gbp raises on purpose, as `gbp_cli.GbpError`: its message is one
+    line for the user (the CLI shows it as `gbp: …`). It lives here, the lowest layer, so that
+    the backends, which import nothing else of gbp, raise the same family."""
+
+    exit_code = 2  # the CLI's exit status for it: a usage or configuration problem
+
+
+class BackendError(GbpError):
     """A model, weights or device problem that stops the run; the CLI shows it as one line."""
 
 
@@ -25,7 +33,7 @@ class BackendError(Exception):
 class WeightsSpec:
     """What `--weights` asked for: ImageNet from the framework's cache, seeded random, or a file."""
 
-    kind: str  # "imagenet" | "random" | "file"
+    kind: str  # "imagenet" | "random" | "file" | "given" (a model object's own, Python API)
     path: Path | None = None
     seed: int = RANDOM_SEED
 
@@ -44,6 +52,8 @@ class WeightsSpec:
             return str(self.path)
         if self.kind == "random":
             return f"random (seed {self.seed}, NOT trained)"
+        if self.kind == "given":  # a model object handed to the Python API: its own weights
+            return "the model's own"
         return "imagenet"
 
 

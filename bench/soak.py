@@ -137,12 +137,15 @@ def make_photos(folder: Path, count: int) -> Path:
 
 
 def status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM of a live process, in kB (empty once it is gone)."""
+    """VmRSS, VmHWM and RssShmem (shared memory it maps: Ray's object store) of a live process,
+    in kB (empty once it is gone)."""
     try:
         lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     except OSError:
         return {}
-    fields = (line.split(":", 1) for line in lines if line.startswith(("VmRSS", "VmHWM")))
+    fields = (
+        line.split(":", 1) for line in lines if line.startswith(("VmRSS", "VmHWM", "RssShmem"))
+    )
     return {key: int(value.split()[0]) for key, value in fields}
 
 
@@ -186,9 +189,11 @@ class Measured:
     seconds: float = 0.0
     stopped: str = ""  # why the row ended early, if it did
     samples: list[tuple[int, float]] = field(default_factory=list)  # (photos done, RSS MB)
+    shared: list[tuple[int, float]] = field(default_factory=list)  # (photos done, shmem MB)
     driver: list[tuple[int, float]] = field(default_factory=list)  # Ray: the driver's RSS
     peak_mb: float = 0.0  # the measured process's VmHWM at its last sample
     slope_mb: float | None = None  # MB per photo after SETTLE
+    own_slope_mb: float | None = None  # the same, less shared memory (Ray's object store)
     tree: str = ""  # the commit measured
 
 
@@ -241,6 +246,7 @@ def run_row(row: Row, folder: Path, count: int, max_rss_mb: float, env: dict) ->
             continue
         rss = now["VmRSS"] / 1024
         measured.samples.append((measured.done, round(rss, 1)))
+        measured.shared.append((measured.done, round(now.get("RssShmem", 0) / 1024, 1)))
         measured.peak_mb = max(measured.peak_mb, now["VmHWM"] / 1024)
         if rss > max_rss_mb:
             measured.stopped = f"stopped at {rss / 1024:.1f} GB (--max-rss)"
@@ -252,11 +258,19 @@ def run_row(row: Row, folder: Path, count: int, max_rss_mb: float, env: dict) ->
     if code != 0 and not measured.stopped:
         measured.stopped = f"exit {code}: {''.join(errors[-3:]).strip()[-300:]}"
     shutil.rmtree(out, ignore_errors=True)
-    settled = [(n, mb) for n, mb in measured.samples if n >= SETTLE]
-    if len(settled) >= 2 and settled[-1][0] > settled[0][0]:
-        done, mb = np.array(settled, dtype=float).T
-        measured.slope_mb = float(np.polyfit(done, mb, 1)[0])
+    measured.slope_mb = slope(measured.samples)
+    shared = dict(measured.shared)
+    measured.own_slope_mb = slope([(n, mb - shared.get(n, 0.0)) for n, mb in measured.samples])
     return measured
+
+
+def slope(samples: list[tuple[int, float]]) -> float | None:
+    """MB per photo: the least-squares slope of memory against photos done, after SETTLE."""
+    settled = [(n, mb) for n, mb in samples if n >= SETTLE]
+    if len(settled) < 2 or settled[-1][0] <= settled[0][0]:
+        return None
+    done, mb = np.array(settled, dtype=float).T
+    return float(np.polyfit(done, mb, 1)[0])
 
 
 def other_tree(tree: Path) -> Path:
@@ -280,19 +294,22 @@ def table(results: list[dict], machine: str) -> str:
     lines = [
         f"Measured by `python bench/soak.py` on {machine}; seeded random weights, generated "
         "photos (224² to 640×480 JPEG), batch 8, default formats; resident memory of the process "
-        "that runs the network (for `--engine ray`: its model worker).\n",
-        "| run | photos | memory after 50 | at the end | peak | growth per photo after 50 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "that runs the network (for `--engine ray`: its model worker, whose resident memory also\n"
+        "counts the pages of Ray's object store it has touched; the last column leaves those out)."
+        "\n",
+        "| run | photos | memory after 50 | at the end | peak | growth per photo after 50 "
+        "| the same, less shared memory |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         first = next((mb for n, mb in r["samples"] if n >= SETTLE), None)
         last = r["samples"][-1][1] if r["samples"] else None
-        slope = "–" if r["slope_mb"] is None else f"{r['slope_mb'] * 1024:+.1f} kB"
+        kb = lambda v: "–" if v is None else f"{v * 1024:+.1f} kB"  # noqa: E731
         done = f"{r['done']}" + (f" ({r['stopped']})" if r["stopped"] else "")
         mb = lambda v: "–" if v is None else f"{v:,.0f} MB"  # noqa: E731
         lines.append(
             f"| {r['description']} | {done} | {mb(first)} | {mb(last)} | {mb(r['peak_mb'])} "
-            f"| {slope} |"
+            f"| {kb(r['slope_mb'])} | {kb(r.get('own_slope_mb', r['slope_mb']))} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -340,10 +357,10 @@ def main() -> None:
             measured = run_row(ROWS[name], folder, args.photos, args.max_rss * 1024, env)
             measured.tree = commit(tree)
             results[name] = asdict(measured)
-            slope = "–" if measured.slope_mb is None else f"{measured.slope_mb * 1024:+.1f} kB"
+            growth = "–" if measured.slope_mb is None else f"{measured.slope_mb * 1024:+.1f} kB"
             print(
                 f"{name}: {measured.done} photos in {measured.seconds:.0f} s, peak "
-                f"{measured.peak_mb:,.0f} MB, {slope} per photo {measured.stopped}",
+                f"{measured.peak_mb:,.0f} MB, {growth} per photo {measured.stopped}",
                 flush=True,
             )
             saved["runs"][label] = [results[n] for n in ROWS if n in results]

@@ -5,13 +5,22 @@ read them, so they live below both."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import struct
 import tempfile
 import time
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 SOFTWARE_PREFIX = "gbp"  # a PNG's Software text chunk, "gbp <version>", says gbp wrote it
+# A PNG's text chunk holding the SHA-256 of its image (png_image_digest): a record cannot hash the
+# file that holds it, but it can hash every chunk that is not text, which is what the pixels are.
+IMAGE_DIGEST = "gbp:image-sha256"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TEXT_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt"})
 DIGESTS = "digests.json"  # in gbp's cache folder: weights files' SHA-256 by what stat says of them
 KEPT_DIGESTS = 64  # the most recently hashed files the cache remembers
 # A file changed this recently may change again within the clock tick its mtime was read in,
@@ -96,3 +105,49 @@ def _write_digests(cache: Path, known: dict) -> None:
 def is_gbp_png(info: dict) -> bool:
     """Whether PNG text chunks say gbp wrote the file (any version)."""
     return str(info.get("Software", "")).startswith(SOFTWARE_PREFIX)
+
+
+def png_image_digest(stream: BinaryIO) -> str | None:
+    """The SHA-256 of a PNG's image: its chunks other than text (IHDR, PLTE, IDAT, …), each's
+    length, type and data, in order. None where the file is damaged: no PNG signature, a chunk
+    cut short or failing its CRC, no IEND, or anything after it. A flipped byte, a cut, or
+    pixels put in under another file's text chunks all change or break it."""
+    if stream.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+        return None
+    digest = hashlib.sha256()
+    while True:
+        head = stream.read(8)
+        if len(head) < 8:
+            return None  # cut short before IEND
+        length, kind = struct.unpack(">I4s", head)
+        image = kind not in _TEXT_CHUNKS and kind != b"IEND"
+        if image:
+            digest.update(head)
+        crc = zlib.crc32(kind)
+        while length:  # in blocks: a damaged length field may claim gigabytes
+            block = stream.read(min(length, 1 << 20))
+            if not block:
+                return None  # cut short inside the chunk
+            crc = zlib.crc32(block, crc)
+            if image:
+                digest.update(block)
+            length -= len(block)
+        tail = stream.read(4)
+        if len(tail) < 4 or crc != struct.unpack(">I", tail)[0]:
+            return None
+        if kind == b"IEND":
+            return digest.hexdigest() if not stream.read(1) else None
+
+
+def with_image_digest(png: bytes) -> bytes:
+    """`png` with a tEXt chunk IMAGE_DIGEST holding its image's digest, before its first IDAT
+    (where readers find the other text chunks)."""
+    digest = png_image_digest(io.BytesIO(png))
+    assert digest is not None, "a PNG just encoded is whole"
+    body = IMAGE_DIGEST.encode("latin-1") + b"\0" + digest.encode("ascii")
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body
+    chunk += struct.pack(">I", zlib.crc32(body, zlib.crc32(b"tEXt")))
+    at = len(PNG_SIGNATURE)
+    while png[at + 4 : at + 8] != b"IDAT":
+        at += 12 + struct.unpack(">I", png[at : at + 4])[0]
+    return png[:at] + chunk + png[at:]

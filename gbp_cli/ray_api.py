@@ -8,28 +8,36 @@
                         compute=ray.data.ActorPoolStrategy(size=2))
 
 Each actor loads the model once (in __init__); each call explains one batch in one backend pass.
+It runs through the library's Explainer (gbp_cli.api): the same keywords as `explain`, the same
+checks of each image, the same map shapes (gradients H×W×3, Grad-CAM H×W). It works without Ray
+too: `Saliency(...)({"path": paths})`.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from gbp_cli.backends.base import Explanation, ModelSpec, WeightsSpec
+from gbp_cli.api import Explainer, options
+from gbp_cli.api import images as checking
+from gbp_cli.api.explainer import Preprocess
+from gbp_cli.api.options import api_terms
+from gbp_cli.api.results import image_maps
+from gbp_cli.backends.base import Backend, Explanation, ModelSpec, WeightsSpec
 from gbp_cli.engines.base import Job
 from gbp_cli.engines.results import write_result
-from gbp_cli.errors import InputError, NotAnInput
+from gbp_cli.errors import ArgumentError, InputError, NotAnInput
 from gbp_cli.inputs.find import named
-from gbp_cli.inputs.preprocess import Prepared, prepare, prepare_image
+from gbp_cli.inputs.preprocess import Prepared
 from gbp_cli.outputs.naming import Outputs
 from gbp_cli.outputs.planning import Planner, predictions
 from gbp_cli.outputs.store import Store
 from gbp_cli.render import DRAWING
 from gbp_cli.render.encode import PHOTO_FORMATS
-from gbp_cli.saliency.labels import load_labels, resolve_target
-from gbp_cli.saliency.maps import check_methods, explain_maps
 from gbp_cli.settings import Rendering, Smoothing
 
 Batch = dict[str, np.ndarray]
@@ -37,71 +45,95 @@ Batch = dict[str, np.ndarray]
 
 class Saliency:
     """Explain each row of a batch: its `path` (read and decoded by gbp, as `gbp explain` does,
-    and what written files record) or, without one, its `image` (H×W×3 pixels as
-    `ray.data.read_images` gives them). Adds the columns `class`, `label`, `probability`, one
-    224×224(×3) float32 map per method (unless `return_maps=False`), `error` ("" when fine) and,
-    with `out`, `files` (the paths written or kept, one per line). A row that cannot be read
-    gets its `error`, zero maps and class -1; the batch goes on."""
+    and what written files record) or, without one, its `image` (pixels as
+    `ray.data.read_images` gives them, checked as `explain` checks an array). Adds the columns
+    `class`, `label`, `probability`, one float32 map per method (unless `return_maps=False`:
+    gradients H×W×3, Grad-CAM H×W), `error` ("" when fine) and, with `out`, `files` (the paths
+    written or kept, one per line). A row that cannot be used gets its `error`, zero maps and
+    class -1; the batch goes on. The model's keywords are `explain`'s and Explainer's."""
 
     def __init__(
         self,
         method: str | Sequence[str] = "guided",
         *,
         target: int | str | None = None,
-        backend: str = "torch",
-        model: str = "densenet201",
-        weights: str = "imagenet",
+        model: Any = "densenet201",
+        backend: str | None = None,
+        weights: str | os.PathLike | None = None,
+        input_size: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        normalize: str | None = None,
+        preprocess: Preprocess | None = None,
+        labels: str | os.PathLike | Sequence[str] | None = None,
         device: str = "auto",
         precision: str = "fp32",
+        other_activations: str = "refuse",
+        cam_layer: str | None = None,
         resize: str = "squash",
         smooth: int | None = None,
         noise: float = Smoothing.noise,
-        labels: str | Path | None = None,
         out: str | Path | None = None,
         formats: Sequence[str] = (),
         overwrite: bool = False,
         return_maps: bool = True,
     ) -> None:
-        from gbp_cli import api
+        with api_terms():
+            self.explainer = Explainer(
+                model,
+                backend=backend,
+                weights=weights,
+                input_size=input_size,
+                mean=mean,
+                std=std,
+                normalize=normalize,
+                preprocess=preprocess,
+                labels=labels,
+                device=device,
+                precision=precision,
+                other_activations=other_activations,
+                cam_layer=cam_layer,
+            )
+            self.methods = self.explainer.methods(method)
+            self.target = None if target is None else self.explainer.target(target)
+            self.resize = self.explainer.check_resize(resize)
+            self.smoothing = options.smoothing(smooth, noise)
+            self.return_maps = return_maps
+            self.overwrite = overwrite
+            self.job = None if out is None else self._job(Path(out), tuple(formats))
 
-        self.methods = (method,) if isinstance(method, str) else tuple(dict.fromkeys(method))
-        network = ModelSpec(model)
-        self.backend = api.model(backend, weights, device, precision, network)
-        check_methods(self.backend.info, self.methods, network)
-        self.labels = load_labels(None if labels is None else Path(labels), self.num_classes)
-        self.target = None if target is None else resolve_target(str(target), self.labels)
-        self.resize = resize
-        self.smoothing = None if smooth is None else Smoothing(samples=smooth, noise=noise)
-        self.return_maps = return_maps
-        self.overwrite = overwrite
-        self.job = None
-        if out is not None:
-            settings = _model_settings(backend, network, weights, precision)
-            outputs = Outputs(self.methods, tuple(formats), Path(out), resize, Rendering(),
-                              self.smoothing)  # fmt: skip
-            info = self.backend.info
-            planner = Planner(outputs, settings, self.target, 1, info, overwrite, drawing=DRAWING)
-            self.job = Job(planner, self.labels, resize, self.target, 1)
+    @property
+    def backend(self) -> Backend:
+        return self.explainer.current().backend
+
+    @property
+    def labels(self) -> list[str]:
+        return self.explainer.labels
 
     @property
     def num_classes(self) -> int:
-        return self.backend.info.num_classes
+        return self.explainer.info.num_classes
 
     def __call__(self, batch: Batch) -> Batch:
+        with api_terms():
+            return self._explain(batch)
+
+    def _explain(self, batch: Batch) -> Batch:
         rows = len(next(iter(batch.values())))
         paths = batch.get("path")
         if paths is None and "image" not in batch:
-            raise ValueError("Saliency needs a `path` or an `image` column")
+            raise ArgumentError("Saliency needs a `path` or an `image` column")
         if paths is None and self.job is not None:
-            raise ValueError("Saliency(out=...) names files after the `path` column: add one")
+            raise ArgumentError("Saliency(out=...) names files after the `path` column: add one")
         kinds = self.job.planner.outputs.kinds() if self.job is not None else []
         keep = any(fmt in PHOTO_FORMATS for _, fmt in kinds)
+        loaded = self.explainer.current()
         prepared: list[Prepared | None] = []
         errors = [""] * rows
         for i in range(rows):
             try:
                 prepared.append(self._prepare(batch, i, keep))
-            except (InputError, NotAnInput) as e:
+            except (InputError, NotAnInput) as e:  # ImageError too: this row, not the batch
                 prepared.append(None)
                 errors[i] = str(e)
         ok = [i for i in range(rows) if prepared[i] is not None]
@@ -112,10 +144,10 @@ class Saliency:
         maps: dict[str, np.ndarray] = {}
         explanation = None
         if ok:
-            images = np.stack([prepared[i].array for i in ok])  # type: ignore[union-attr]
+            inputs = [prepared[i].array for i in ok]  # type: ignore[union-attr]
             targets = None if self.target is None else np.full((len(ok), 1), self.target)
-            explanation, maps = explain_maps(
-                self.backend, images, self.methods, targets, 1, self.smoothing
+            explanation, maps = self.explainer.run(
+                loaded, inputs, self.methods, targets, self.smoothing, len(ok)
             )
             for j, i in enumerate(ok):
                 best = predictions(explanation.logits[j], explanation.targets[j], self.labels)[0]
@@ -123,25 +155,49 @@ class Saliency:
                     best.index, best.label, best.probability
                 )  # fmt: skip
         if self.return_maps:
-            size = self.backend.info.input_size
-            for method in self.methods:
-                channels = maps[method].shape[-1] if ok else (1 if method == "gradcam" else 3)
-                column = np.zeros((rows, size, size, channels), np.float32)
-                if ok:
-                    column[ok] = maps[method][:, 0]
-                out[method] = column[..., 0] if channels == 1 else column
+            out |= self._columns(rows, ok, maps)
         if self.job is not None:
             out["files"] = self._write(paths, prepared, ok, explanation, maps, errors)
         out["error"] = np.array(errors, dtype=object)
         return out
 
-    def _prepare(self, batch: Batch, i: int, keep_photo: bool) -> Prepared:
-        pre = self.backend.info.preprocessing
-        if "path" in batch:
-            return prepare(Path(str(batch["path"][i])), self.resize, keep_photo, pre)
-        from gbp_cli.api import as_photo
+    def _columns(self, rows: int, ok: list[int], maps: dict[str, np.ndarray]) -> Batch:
+        """One map column per method, zeros where a row failed: (rows, H, W, 3) for gradients,
+        (rows, H, W) for Grad-CAM."""
+        size = self.explainer.info.input_size
+        shaped = image_maps(maps) if ok else {}
+        columns = {}
+        for method in self.methods:
+            shape = (size, size) if method == "gradcam" else (size, size, 3)
+            shape = shaped[method].shape[1:] if ok else shape
+            column = np.zeros((rows, *shape), np.float32)
+            if ok:
+                column[ok] = shaped[method]
+            columns[method] = column
+        return columns
 
-        return prepare_image(as_photo(np.asarray(batch["image"][i])), self.resize, False, pre)
+    def _prepare(self, batch: Batch, i: int, keep_photo: bool) -> Prepared:
+        if "path" in batch:
+            source = checking.Source(str(batch["path"][i]), path=Path(str(batch["path"][i])))
+        else:
+            source = checking.one(batch["image"][i], f"image[{i}]")
+        return self.explainer.prepare(source, self.resize, keep_photo)
+
+    def _job(self, out: Path, formats: tuple[str, ...]) -> Job:
+        """What `gbp explain -o out --format ...` would plan, so the same files and records
+        are written."""
+        request = self.explainer.request
+        if request.is_object or self.explainer.scaling or self.explainer.preprocess:
+            raise ArgumentError(
+                "out= writes the files gbp explain writes, whose records name the model and "
+                "its weights file: pass the model by name (save it first) and its "
+                "normalization as normalize=, not as an object, mean=/std= or preprocess="
+            )
+        info = self.explainer.info
+        settings = _model_settings(request.backend, request.spec, request.weights, info.precision)
+        outputs = Outputs(self.methods, formats, out, self.resize, Rendering(), self.smoothing)
+        planner = Planner(outputs, settings, self.target, 1, info, self.overwrite, drawing=DRAWING)
+        return Job(planner, self.labels, self.resize, self.target, 1)
 
     def _write(
         self,
@@ -155,7 +211,7 @@ class Saliency:
         """Each explained row's files, through the same planning, records and atomic Store as
         `gbp explain` (an identical file already there is kept)."""
         assert self.job is not None
-        store = Store(self.overwrite, lambda _: None)
+        store = Store(self.overwrite, lambda _: None, root=self.job.planner.outputs.out_dir)
         files = [""] * len(prepared)
         for j, i in enumerate(ok):
             source = named(str(paths[i]))
@@ -170,8 +226,8 @@ class Saliency:
         return np.array(files, dtype=object)
 
 
-def _model_settings(backend: str, network: ModelSpec, weights: str, precision: str) -> dict:
+def _model_settings(backend: str, network: ModelSpec, weights: WeightsSpec, precision: str) -> dict:
     """What `gbp explain` records about the model, so a later `gbp explain` keeps these files."""
     from gbp_cli.outputs.model_record import model_record
 
-    return model_record(backend, network, WeightsSpec.parse(weights), precision)
+    return model_record(backend, network, weights, precision)

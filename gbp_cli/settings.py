@@ -11,16 +11,21 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Rendering:
-    """How maps are drawn: `--clip`, `--cmap`, `--alpha`, and the colour rendering's contrast."""
+    """How maps are drawn: `--clip`, `--cmap`, `--alpha`, `--max-size`, and the colour
+    rendering's contrast."""
 
     clip: float = 99.0  # percentile of |map| drawn at full strength
     cmap: str = "inferno"  # matplotlib colormap for heatmap and overlay
     alpha: float = 0.5  # overlay strength where the map is strongest
     contrast: float = 0.1  # `color`: how far one standard deviation moves from mid-grey
+    # Pictures' longer side, in pixels (0: the photo's own size). A map holds the model's
+    # 224×224 values; a phone photo's 12 megapixels would only make it slower and bigger.
+    max_size: int = 1024
 
     def describe(self) -> str:
         return (
             f"clip={self.clip:g} cmap={self.cmap} alpha={self.alpha:g} contrast={self.contrast:g}"
+            f" max-size={self.max_size}"
         )
 
 

@@ -14,6 +14,8 @@ from tests.conftest import gbp, make_photo, one_line
 pytestmark = pytest.mark.torch
 
 FACTORY = """
+import sys
+
 import torch
 from torch import nn
 
@@ -61,6 +63,14 @@ def broken():
     raise ValueError("no such checkpoint")
 
 
+def quits():
+    sys.exit()  # ends a script quietly, with status 0: it must not end gbp so
+
+
+def fails():
+    sys.exit("cannot find my data")
+
+
 def not_a_model():
     return {"weights": 1}
 """
@@ -69,6 +79,7 @@ def not_a_model():
 @pytest.fixture
 def factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / "mynets.py").write_text(FACTORY)
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(3)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     return "mynets"
 
@@ -135,6 +146,9 @@ def test_your_own_model_from_a_factory(factory: str, tmp_path: Path) -> None:
         ("{f}:missing", "has no attribute 'missing'"),
         ("{f}:broken", "raised ValueError: no such checkpoint"),
         ("{f}:not_a_model", "not a torch.nn.Module"),
+        ("{f}:quits", "quits() called sys.exit()"),
+        ("{f}:fails", "fails() called sys.exit('cannot find my data')"),
+        ("exits_on_import:build", "cannot import exits_on_import (sys.exit(3))"),
     ],
 )
 def test_a_factory_that_fails_is_one_line(

@@ -69,6 +69,15 @@ def test_python_dash_m_works() -> None:
         (["--weights", "nowhere.pth"], "no such file"),
         (["--cmap", "nosuchmap"], "known: "),
         (["--shard", "0/4"], "1..N"),
+        (["--clip", "nan"], "--clip nan: expected a finite number"),  # NaN passes any range
+        (["--alpha", "NaN"], "--alpha NaN: expected a finite number"),
+        (["--noise", "nan"], "--noise nan: expected a finite number"),
+        (["--noise", "inf"], "--noise inf: expected a finite number"),
+        (["--cpus-per-worker", "inf"], "--cpus-per-worker inf: expected a finite number"),
+        (["--gpus-per-worker", "nan"], "--gpus-per-worker nan: expected a finite number"),
+        (["--clip", "inf"], "inf is not in the range 50<=x<=100 (see 'gbp explain --help')"),
+        (["--bogus"], "No such option '--bogus'"),  # Click's own checks: one line too
+        (["--method", "guidedd"], "'guidedd' is not one of"),
     ],
 )
 def test_usage_errors_exit_2_before_any_work(args: list[str], message: str, tmp_path: Path) -> None:

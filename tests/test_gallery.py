@@ -9,12 +9,14 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 import pytest
 from PIL import Image
 
 from gbp_cli.gallery import page as gallery
 from gbp_cli.gallery import rows as gallery_rows
+from gbp_cli.inputs.find import printable
 from tests.conftest import gbp, make_photo
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -65,7 +67,8 @@ def test_report_writes_one_data_file_the_page_and_small_thumbnails(run: Path) ->
     deep = rows["deep.jpg"]
     assert deep["status"] == "explained" and 0 < deep["probability"] <= 1 and len(deep["top"]) == 5
     assert deep["top"][0][:2] == [deep["index"], deep["label"]]
-    assert deep["files"] == ["sub/deep.guided.color.png", "sub/deep.gradcam.overlay.png"]
+    names = ["sub/deep.guided.color.png", "sub/deep.gradcam.overlay.png"]
+    assert deep["files"] == [[name, name] for name in names]  # [text shown, link]
     assert [(m["method"], m["format"]) for m in deep["maps"]] == [
         ("guided", "color"),
         ("gradcam", "overlay"),
@@ -142,7 +145,8 @@ def test_odd_file_names_reach_the_page_only_as_escaped_data(tmp_path: Path) -> N
     assert gbp("explain", folder, "--report", "-o", out, "-q").exit_code == 0
     (row,) = data_of(out)["rows"]
     assert row["input"] == str(folder / ODD)
-    assert (out / row["thumb"]).is_file() and (out / row["maps"][0]["thumb"]).is_file()
+    for link in (row["thumb"], row["maps"][0]["thumb"]):
+        assert (out / unquote(link)).is_file() and not set(link) & set("\"'<&; ")
     for name in ("index.json", "index.data.js"):
         text = (out / name).read_text("utf-8")
         assert "<" not in text and "café ü" in text  # `<` only as \u003c: no tag can open
@@ -229,7 +233,7 @@ def test_sanity_report_from_the_command(tmp_path: Path, monkeypatch: pytest.Monk
     assert sorted(rows) == ["broken.png", "p00.png", "p01.png"]
     assert rows["broken.png"]["status"] == "failed"
     good = rows["p00.png"]
-    assert good["files"] == ["p00.sanity.png", "p00.sanity-maps.png"]
+    assert [text for text, _ in good["files"]] == ["p00.sanity.png", "p00.sanity-maps.png"]
     assert len(good["table"]) == len(STAGES) + 1 and len(good["warnings"]) == 1
     assert all((out / m["thumb"]).is_file() for m in good["maps"])
     assert data_of(out)["runs"][0]["command"] == "sanity"
@@ -449,6 +453,87 @@ def test_thousands_of_rows_render_a_few_at_a_time(browser, tmp_path: Path) -> No
     WebDriverWait(browser, 5).until(
         lambda d: "Showing 3,333 of 10,000" in d.find_element("id", "shown").text
     )
+    assert errors(browser) == []
+
+
+# --- names that are not UTF-8, or that a URL would misread (issue 23) -------------------------
+
+NAMES = [
+    os.fsdecode(b"caf\xe9.png"),  # Latin-1: not UTF-8
+    "a b#c?d%e.png",  # a space, a fragment, a query, a percent
+    "100%25 sure.png",  # already "percent-encoded": must not be decoded twice
+    "x:y.png",  # would read as a scheme
+    os.fsdecode(b"d\xfcr/\xff inner.png"),  # a folder and a file, neither UTF-8
+]
+
+
+@pytest.fixture
+def odd_names(tmp_path: Path, fake: None) -> Path:
+    photos = tmp_path / "photos"
+    for i, name in enumerate(NAMES):
+        try:
+            make_photo(photos / name, seed=i)
+        except (OSError, UnicodeEncodeError):
+            pytest.skip(f"this file system refuses the name {name!r}")
+    out = tmp_path / "out"
+    result = gbp("explain", photos, "--report", "--method", "guided", "--method", "gradcam",
+                 "-o", out, "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def target(out: Path, href: str) -> bytes:
+    """The file a relative link from the page names: its bytes, resolved."""
+    return os.path.realpath(os.path.join(os.fsencode(out), unquote_to_bytes(href)))
+
+
+def test_links_name_the_bytes_of_odd_file_names_and_the_page_shows_them_readably(
+    odd_names: Path,
+) -> None:
+    out = odd_names
+    photos = out.parent / "photos"
+    rows = {row["input"]: row for row in data_of(out)["rows"]}
+    assert sorted(rows) == sorted(printable(str(photos / name)) for name in NAMES)
+    for name in NAMES:
+        row = rows[printable(str(photos / name))]
+        assert row["status"] == "explained"
+        assert target(out, row["photo"]) == os.fsencode(os.path.realpath(photos / name))
+        links = [row["photo"], row["thumb"], *(m["thumb"] for m in row["maps"])]
+        links += [m["file"] for m in row["maps"]] + [href for _, href in row["files"]]
+        for href in links:
+            assert set(href) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                    "0123456789_.-~/%"), href  # fmt: skip
+            assert os.path.isfile(target(out, href)), href
+        for thumb in [row["thumb"], *(m["thumb"] for m in row["maps"])]:
+            with Image.open(target(out, thumb)) as image:
+                assert image.format == "JPEG"
+        for text, href in row["files"]:  # shown as stdout shows it, linked to the bytes
+            assert text == printable(os.fsdecode(unquote_to_bytes(href)))
+    assert "\\xe9" in json.dumps(data_of(out))  # shown `\xe9`, as on stdout
+
+
+def test_odd_file_names_load_and_link_in_a_real_browser(browser, odd_names: Path) -> None:
+    out = odd_names
+    open_page(browser, out / "index.html")
+    assert wait_for_images(browser) == []  # every thumbnail loaded
+    assert len(browser.find_elements("css selector", "#rows img")) == len(NAMES) * 3
+    resolved = browser.execute_script(
+        "return [...document.querySelectorAll('#rows a')].map(a => a.href)"
+    )
+    photos = out.parent / "photos"
+    wanted = {os.fsencode(os.path.realpath(photos / name)) for name in NAMES}
+    found = set()
+    for href in resolved:
+        parts = urlsplit(href)
+        assert parts.scheme == "file" and not parts.query and not parts.fragment, href
+        path = unquote_to_bytes(parts.path)
+        assert os.path.isfile(path), href
+        found.add(os.path.realpath(path))
+    assert wanted <= found
+    shown = browser.execute_script(
+        "return [...document.querySelectorAll('#rows .path')].map(p => p.textContent)"
+    )
+    assert sorted(shown) == sorted(printable(str(photos / name)) for name in NAMES)
     assert errors(browser) == []
 
 

@@ -191,6 +191,84 @@ def test_ctrl_c_cancels_the_job_exits_130_and_leaves_no_partial_file(tmp_path: P
         assert json.loads(array.with_name(array.name + ".json").read_text())["sha256"]
 
 
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid`, found by parent links in /proc (never by name)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(parent, []).append(int(entry.name))
+    found, stack = set(), [pid]
+    while stack:
+        for child in parents.get(stack.pop(), []):
+            found.add(child)
+            stack.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize(
+    ("signum", "when", "code", "line"),
+    [
+        (signal.SIGTERM, "starting", 143, "gbp: terminated"),  # was exit 15 or an abort
+        (signal.SIGHUP, "starting", 129, "gbp: hung up"),  # left Ray's agents running
+        (signal.SIGINT, "starting", 130, "gbp: interrupted"),
+        (signal.SIGTERM, "running", 143, "gbp: terminated"),
+    ],
+)
+def test_a_stopping_signal_ends_a_ray_run_it_started_cleanly(
+    signum: int, when: str, code: int, line: str, tmp_path: Path
+) -> None:
+    """gbp starts its own Ray here (no --ray-address). A signal while Ray starts, or while the
+    job runs, ends gbp with the local engine's code and line, no partial file, and no process
+    that gbp started (Ray's raylet, agents, workers: every descendant seen) left alive."""
+    folder, out = photos(tmp_path / "in", 8), tmp_path / "out"
+    args = ["explain", folder, "-o", out, "--batch-size", "2", "--format", "npy", *RAY]
+    env = {**os.environ, "GBP_FAKE_SECONDS": "0.5", "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gbp_cli", *map(str, args), *STAND_IN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+        start_new_session=True,
+        preexec_fn=interruptible,
+    )
+    seen: set[int] = set()
+    deadline = time.monotonic() + 120
+    if when == "starting":  # Ray's first processes exist: ray.init is under way
+        while not seen and time.monotonic() < deadline:
+            seen |= descendants(process.pid)
+            time.sleep(0.01)
+    else:
+        assert process.stdout is not None
+        process.stdout.readline()  # the first result: the job is under way
+        seen |= descendants(process.pid)
+    process.send_signal(signum)
+    while process.poll() is None and time.monotonic() < deadline:
+        seen |= descendants(process.pid)
+        time.sleep(0.05)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code, stderr
+    assert stderr.splitlines()[-1] == line
+    assert seen, "no process of Ray's was seen"
+    settle = time.monotonic() + 10  # what gbp shut down may take a moment to be reaped
+    while any(alive(pid) for pid in seen) and time.monotonic() < settle:
+        time.sleep(0.1)
+    assert not [pid for pid in seen if alive(pid)]
+    assert not list(out.rglob("*.part"))  # nothing half-written (no folder: nothing at all)
+
+
 def test_options_that_cannot_work_are_refused_in_one_line(tmp_path: Path) -> None:
     photo = make_photo(tmp_path / "a.png")
     piped = gbp("explain", photo, "-o", "-", *RAY)
@@ -295,3 +373,29 @@ def test_the_python_api_writes_what_gbp_explain_writes(tmp_path: Path) -> None:
     rows = saliency(batch)
     again = saliency(batch)  # identical files already there are kept
     assert again["files"][0] == rows["files"][0] and again["error"][0] == ""
+
+
+def test_phone_photos_are_decoded_on_the_workers_as_here(tmp_path: Path) -> None:
+    """HEIC and AVIF (issue 28): each worker loads pillow-heif itself; the same lines and files
+    as the local engine, and on the page the HEIC links to a JPEG of it."""
+    from tests.test_phone_formats import phone_folder
+
+    folder = phone_folder(tmp_path).folder
+    args = ["explain", folder, "--method", "guided", "--format", "npy", "--format", "overlay"]
+    args += ["--report", "-q"]
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    a = gbp(*args, "-o", local)
+    b = gbp(*args, "-o", remote, *RAY)
+    assert (a.exit_code, b.exit_code) == (0, 0), b.output
+    assert lines(b.stdout, remote) == lines(a.stdout, local)
+    page = ("index.", ".index.lock", ".thumbs/")  # the page records its run's times
+    ours = {n: data for n, data in files(local).items() if not n.startswith(page)}
+    theirs = {n: data for n, data in files(remote).items() if not n.startswith(page)}
+    assert sorted(ours) == sorted(theirs) and len(ours) == 6 * 3  # npy, its record, overlay
+    assert [name for name in ours if ours[name] != theirs[name]] == []
+    rows = {
+        Path(r["input"]).name: r for r in json.loads((remote / "index.json").read_text())["rows"]
+    }
+    assert all(row["thumb"] for row in rows.values())
+    assert rows["IMG_0001.HEIC"]["photo"].startswith(".thumbs/photos/")
+    assert rows["IMG_0004.avif"]["photo"].endswith("IMG_0004.avif")  # a browser shows AVIF

@@ -161,3 +161,18 @@ def test_the_panel_says_when_weights_are_random() -> None:
     assert noted.height > plain.height  # room for the red headline
     red = np.asarray(noted)[:40]
     assert ((red[..., 0] > 150) & (red[..., 1] < 80)).any()
+
+
+@pytest.mark.parametrize("cmap", ["inferno", "viridis", "jet", "gray", "coolwarm"])
+def test_the_colormap_is_matplotlibs_own_table(cmap: str) -> None:
+    """Indexed as matplotlib indexes its table (⌊v·N⌋, 1.0 at the last entry), without its
+    per-call cost: the same colours, edges included."""
+    import matplotlib
+
+    from gbp_cli.render.pictures import colormap
+
+    values = np.concatenate(
+        [np.random.default_rng(0).random(5000), [0.0, 1.0, 0.5, 1 / 256, 255 / 256, 1 - 1e-9]]
+    )
+    expected = matplotlib.colormaps[cmap](values)[:, :3]
+    np.testing.assert_allclose(colormap(values, cmap), expected, atol=1e-7)

@@ -144,14 +144,15 @@ def test_smoothgrad_moves_the_progress_while_it_works(photos: Path) -> None:
 def test_the_api_warns_once_about_random_weights(photos: Path) -> None:
     from gbp_cli import api
 
-    api.model.cache_clear()
+    api.clear_cache()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         api.explain(photos / "a.png", weights="random")
         api.explain(photos / "b.jpg", weights="random")
     messages = [str(w.message) for w in caught if issubclass(w.category, api.RandomWeightsWarning)]
     assert len(messages) == 1 and "untrained" in messages[0]
-    api.model.cache_clear()
+    assert caught[0].filename == __file__  # the warning points at the user's own line
+    api.clear_cache()
 
 
 def test_the_api_and_the_ray_callable_name_the_model_alike(
@@ -164,21 +165,21 @@ def test_the_api_and_the_ray_callable_name_the_model_alike(
 
     assert "model" in inspect.signature(ray_api.Saliency).parameters
     opened: list[str] = []
-    real = api.open_backend
+    real = api.models.open_backend
 
     def spy(*args: object, model, **kwargs: object):
         opened.append(model.name)
         return real(*args, model=model, **kwargs)
 
-    monkeypatch.setattr(api, "open_backend", spy)
-    api.model.cache_clear()
+    monkeypatch.setattr(api.models, "open_backend", spy)
+    api.clear_cache()
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         api.explain(photos / "a.png", model="resnet18")
     with pytest.warns(DeprecationWarning, match=r"explain\(model=\.\.\.\)"):
         api.explain(photos / "a.png", model_name="vgg16")
     assert opened == ["resnet18", "vgg16"]
-    api.model.cache_clear()
+    api.clear_cache()
 
 
 @pytest.mark.sanity

@@ -297,5 +297,8 @@ def wrap_keras_model(
     """A backend around a user's Keras model, which is cloned first and so left unchanged; `spec`
     gives its preprocessing, Grad-CAM layer and --other-activations."""
     spec = spec or ModelSpec(name=f"{model.name}.keras")
-    built = wrapped(model, weights, spec)
-    return TFBackend(built, built.info(device), resolve_device(device), mode, spec)
+    placement = resolve_device(device)
+    with tf.device(placement):
+        built = wrapped(model, weights, spec)
+    device_type = "cuda" if "GPU" in placement else "cpu"
+    return TFBackend(built, built.info(device_type), placement, mode, spec)

@@ -1,7 +1,9 @@
-"""Import TensorFlow safely and quietly.
+"""Import TensorFlow safely, and quietly where asked to.
 
 - Its native libraries log INFO lines to stderr at import, which TF_CPP_MIN_LOG_LEVEL no longer
-  reaches. They are held back; anything else is passed on.
+  reaches. Where that level is set above 0 (the `gbp` command sets 3 unless the user chose),
+  they are held back; anything else is passed on. The library itself sets nothing for the
+  process: a notebook's TensorFlow logs stay the user's.
 - Importing triton (which torch pulls in) *after* TensorFlow crashes the process (seen with
   tensorflow 2.21 and triton 3.8); importing it first is safe and takes about 0.1 s.
 """
@@ -15,14 +17,13 @@ import sys
 import tempfile
 from collections.abc import Iterator
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # set TF_CPP_MIN_LOG_LEVEL=0 to see it all
 _NOISE = ("I0000 ", "WARNING: All log messages before absl::InitializeLog()")
 _CUDA_PROBE = "failed call to cuInit"  # TF looking for a GPU on a machine that has none
 
 
 @contextlib.contextmanager
 def native_info_held_back() -> Iterator[None]:
-    if os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") == "0":  # TensorFlow's default: all of it
         yield
         return
     sys.stderr.flush()

@@ -100,8 +100,24 @@ class Built:
 
 def wrapped(model: keras.Model, weights: WeightsSpec, spec: ModelSpec) -> Built:
     """A user's model in memory, cloned first and so left unchanged."""
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
+    if not isinstance(model, keras.Model):
+        raise BackendError(f"model={type(model).__name__}: not a Keras model")
+    try:
+        model.inputs  # noqa: B018  (a Sequential model built without an Input has none)
+    except (AttributeError, ValueError):
+        raise BackendError(
+            f"model={model.name}: this Keras model has no input yet: give it a keras.Input, "
+            "or call it once on a batch"
+        ) from None
+    try:
+        clone = keras.models.clone_model(model)
+        clone.set_weights(model.get_weights())
+    except Exception as e:
+        raise BackendError(
+            f"model={model.name}: cannot be copied ({type(e).__name__}: {first_line(e)}); gbp "
+            "explains a copy so that your model is left as it is: save it with "
+            "model.save('m.keras') and pass model='m.keras'"
+        ) from e
     to_logits(clone)
     images = len(clone.inputs[0].shape) == 4  # tiny test nets take vectors
     prep = own_preprocessing(clone, spec) if images else Preprocessing()

@@ -13,7 +13,7 @@ import contextlib
 import functools
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from ..base import Backend, BackendError, Explanation, ModelInfo, ModelSpec, Wei
 from ..rules import METHODS, ORDINARY, RULES, refusal
 from .activations import ActivationOverride
 from .probe import probe
+
+if TYPE_CHECKING:
+    from .zoo import Built
 
 
 class ModuleExplanation(NamedTuple):
@@ -277,7 +280,30 @@ def load(
         raise BackendError(f"the torch backend has no execution mode {mode!r} (only 'auto')")
     precise(precision)
     resolved = resolve_device(device)
-    built = build(model, weights)
+    return _probed(build(model, weights), weights, resolved, precision, model)
+
+
+def wrap_module(
+    module: nn.Module,
+    device: str = "auto",
+    precision: str = "fp32",
+    model: ModelSpec = ModelSpec(),  # noqa: B008 (frozen)
+) -> TorchBackend:
+    """A backend around a user's model object, which is copied first and so left unchanged
+    (its mode, parameters' requires_grad, memory format and device); `model` gives its name,
+    input size, normalisation, Grad-CAM layer and other_activations."""
+    from .zoo import given_model
+
+    precise(precision)
+    resolved = resolve_device(device)
+    return _probed(given_model(module, model), WeightsSpec("given"), resolved, precision, model)
+
+
+def _probed(
+    built: Built, weights: WeightsSpec, resolved: torch.device, precision: str, model: ModelSpec
+) -> TorchBackend:
+    """The built model prepared on the device and probed once: its activations by kind and
+    module path, its Grad-CAM layer."""
     module = prepare(built.module, resolved)
     found = probe(module, built.preprocessing.size, built.name, model.cam_layer)
     if precision == "fp64":  # after the probe, which feeds float32

@@ -52,11 +52,13 @@ def probe(model: nn.Module, size: int, name: str, cam_layer: str | None = None) 
             out = model(x)
     except BackendError:
         raise
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # the user's forward: a sys.exit() must not end gbp
+        exited = isinstance(e, SystemExit)
+        what = f"it called sys.exit({e.code!r})" if exited else f"{type(e).__name__}: "
         raise BackendError(
             f"{name}: a forward pass on a 1×3×{size}×{size} input failed "
-            f"({type(e).__name__}: {first_line(e)})"
-        ) from None
+            f"({what}{'' if exited else first_line(e)})"
+        ) from e
     finally:
         for handle in handles:
             handle.remove()

@@ -3,6 +3,7 @@ user's own factory, with the preprocessing its weights were trained with."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import functools
@@ -222,6 +223,26 @@ def imagenet_state(name: str) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
 
 
+def given_model(module: nn.Module, spec: ModelSpec) -> Built:
+    """A user's model object (the Python API's `model=net`), deep-copied: gbp puts its copy in
+    eval mode, freezes its parameters and moves it to the device and to channels-last, while
+    the user's own model, which may be training, keeps all of that as it was. Its weights are
+    its own; `spec` gives its input size and normalisation."""
+    if not isinstance(module, nn.Module):
+        raise BackendError(f"model={type(module).__name__}: not a torch.nn.Module")
+    try:
+        own = copy.deepcopy(module)
+    except Exception as e:
+        raise BackendError(
+            f"model={type(module).__name__}: cannot be copied ({_raised(e)}); gbp explains a "
+            "copy so that your model is left as it is: save its state_dict and pass "
+            "model='package.module:factory' with weights=PATH"
+        ) from e
+    for parameter in own.parameters():
+        parameter.grad = None  # the copy needs no accumulated gradients
+    return Built(own, spec.name, user_preprocessing(spec))
+
+
 def factory_model(spec: ModelSpec, weights: WeightsSpec) -> Built:
     """`package.module:factory`, imported as uvicorn does (the current folder first on the path),
     called with no arguments; its weights from --weights PATH, or its own with --weights random."""
@@ -236,11 +257,10 @@ def factory_model(spec: ModelSpec, weights: WeightsSpec) -> Built:
     importlib.invalidate_caches()
     try:
         found: Any = importlib.import_module(module_name)
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # a module that calls sys.exit() must not end gbp
         raise BackendError(
-            f"--model {spec.name}: cannot import {module_name} ({type(e).__name__}: "
-            f"{first_line(e)})"
-        ) from None
+            f"--model {spec.name}: cannot import {module_name} ({_raised(e)})"
+        ) from e
     for part in attr.split("."):
         if not hasattr(found, part):
             raise BackendError(f"--model {spec.name}: {module_name} has no attribute {attr!r}")
@@ -249,10 +269,8 @@ def factory_model(spec: ModelSpec, weights: WeightsSpec) -> Built:
         torch.manual_seed(weights.seed)
         try:
             model = found()
-        except Exception as e:
-            raise BackendError(
-                f"--model {spec.name}: {attr}() raised {type(e).__name__}: {first_line(e)}"
-            ) from None
+        except (Exception, SystemExit) as e:
+            raise BackendError(f"--model {spec.name}: {attr}() {_verb(e)} {_raised(e)}") from e
     if not isinstance(model, nn.Module):
         raise BackendError(
             f"--model {spec.name}: {attr}() returned a {type(model).__name__}, "
@@ -269,3 +287,14 @@ def factory_model(spec: ModelSpec, weights: WeightsSpec) -> Built:
             f"torch.manual_seed({weights.seed})); gbp does not re-initialise them",
         )
     return Built(model, spec.name, user_preprocessing(spec), None, notes)
+
+
+def _verb(error: BaseException) -> str:
+    return "called" if isinstance(error, SystemExit) else "raised"
+
+
+def _raised(error: BaseException) -> str:
+    """What user code did, in a few words: sys.exit(2), or ValueError: its first line."""
+    if isinstance(error, SystemExit):
+        return f"sys.exit({error.code!r})" if error.code is not None else "sys.exit()"
+    return f"{type(error).__name__}: {first_line(error)}"

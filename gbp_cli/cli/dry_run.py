@@ -8,18 +8,18 @@ tell (a weights file not fetched yet), the action is "unknown", and the line say
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterable
 from pathlib import Path
 
 import click
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from gbp_cli.cli.results import field
 from gbp_cli.errors import InputError
 from gbp_cli.fingerprints import is_gbp_png, sha256_bytes
 from gbp_cli.inputs.find import Source, is_image_name
+from gbp_cli.inputs.formats import open_image, unidentified
 from gbp_cli.inputs.preprocess import Prepared, read_input
 from gbp_cli.outputs.planning import Planner, Prediction
 from gbp_cli.outputs.records import Undecided
@@ -35,11 +35,13 @@ def verdict(source: Source, planner: Planner) -> tuple[str, str, list[Path]]:
     except InputError as e:
         return "failed", str(e), []
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with open_image(data) as image:  # HEIC: with pillow-heif, or one line naming the extra
             if image.format == "PNG" and is_gbp_png(image.info):
                 return "skipped", "a map gbp wrote, not a photo", []
+    except InputError as e:
+        return "failed", str(e), []
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return "failed", "not an image PIL can read", []
+        return "failed", unidentified(data), []
     prepared = Prepared(array=None, geometry=None, digest=sha256_bytes(data))  # type: ignore[arg-type]
     try:
         kept = planner.existing(source, prepared)

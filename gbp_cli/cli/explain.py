@@ -77,6 +77,7 @@ def explain_command(
     clip: float = Rendering.clip,
     cmap: str = Rendering.cmap,
     alpha: float = Rendering.alpha,
+    max_size: int = Rendering.max_size,
     smooth: int | None = None,
     noise: float = Smoothing.noise,
     weights: WeightsSpec = WeightsSpec("imagenet"),  # noqa: B008 (frozen)
@@ -96,7 +97,7 @@ def explain_command(
         formats=unique(formats, ()),
         out_dir=Path(out),
         resize=resize,
-        rendering=Rendering(clip=clip, cmap=cmap, alpha=alpha),
+        rendering=Rendering(clip=clip, cmap=cmap, alpha=alpha, max_size=max_size),
         smoothing=None if smooth is None else Smoothing(samples=smooth, noise=noise),
     )
     request = Request(
@@ -139,6 +140,10 @@ def validate(request: Request) -> None:
             raise GbpError("--report writes a page into an output folder: not with -o -")
     elif out.exists() and not out.is_dir():
         raise GbpError(f"-o {out}: exists and is not a folder")
+    elif request.report:
+        from gbp_cli.gallery import page as gallery
+
+        gallery.check(out)  # a page the run could not update: refused now, not at its end
 
 
 def plan(request: Request, failed: Callable[[Source, str], None]) -> tuple[Iterable[Source], int]:
@@ -286,7 +291,8 @@ def execute(
         share=1.0 / (1 + (smoothing.samples if smoothing else 0)),
         sink=records.append if request.report and records is not None else None,
     )
-    store = Store(request.overwrite, reporter.log)
+    root = None if request.to_stdout else request.outputs.out_dir  # nothing written outside -o
+    store = Store(request.overwrite, reporter.log, root=root)
     started = time.perf_counter()
     try:
         summary = engine.run(
@@ -300,13 +306,21 @@ def execute(
             progress.close()
     summary.inputs += failed_early  # missing inputs, said before the model loaded
     summary.failed += failed_early
+    unwritten = 0  # 1 if the page could not be written: the run then exits 1, as a full disk does
     if request.report and records is not None and not request.to_stdout:
         from gbp_cli.gallery import page as gallery
 
+        def say(message: str) -> None:  # the progress bar, if any, is closed by now
+            click.echo(f"gbp: {message}", err=True)
+
         header = gallery.header(model.info, request.outputs, time.perf_counter() - started)
-        gallery.update(request.outputs.out_dir, records, header)
+        try:
+            gallery.update(request.outputs.out_dir, records, header, store.started, say)
+        except gallery.ReportNotWritten as e:
+            say(str(e))
+            unwritten = 1
     if not request.quiet:
         mode = getattr(model, "mode", "")
         device = f"{model.info.backend}{' ' + mode if mode else ''} on {model.info.device}"
         click.echo(summary_line(summary, time.perf_counter() - started, device), err=True)
-    return summary.failed
+    return max(summary.failed, unwritten)

@@ -1,13 +1,15 @@
 """The `gbp` command line. It parses and wires; the work happens in the modules it calls.
 
 Exit codes: 0 all inputs done, 1 some failed (or gbp hit a bug of its own), 2 usage or
-configuration error, 130 interrupted (143 on SIGTERM), 141 when the reader of stdout went away
-(as `cat` does). Every error is one `gbp: …` line on stderr; with --debug (or GBP_DEBUG=1) its
-traceback comes first, every cause included.
+configuration error, 130 interrupted (143 on SIGTERM, 129 on SIGHUP), 141 when the reader of
+stdout went away (as `cat` does). Every error is one `gbp: …` line on stderr (usage errors
+too, with where the command's help is); with --debug (or GBP_DEBUG=1) its traceback comes first,
+every cause included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -83,17 +85,15 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         """Every error a command raises as one line (see GbpCommandError), and what it stands
         for kept as its cause, for --debug."""
-        from gbp_cli.backends.base import BackendError
-
         debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # Click's own, and a command's exit status
-        except (GbpError, BackendError) as e:
-            raise GbpCommandError(str(e), debug=debug) from e
         except (InputError, RunStopped) as e:  # not expected this far up, but not a bug either
             raise GbpCommandError(str(e), exit_code=1, debug=debug) from e
+        except GbpError as e:  # the family's base: BackendError and the rest (exit 2)
+            raise GbpCommandError(str(e), debug=debug) from e
         except BrokenPipeError:
             raise StdoutClosed from None
         except Exception as e:
@@ -114,6 +114,10 @@ def cli(debug: bool) -> None:
     Exit status: 0 done, 1 some inputs failed (or an internal error), 2 usage error, 130
     interrupted, 141 stdout closed.
     """
+    # The command line, not the library, quiets TensorFlow's native INFO lines for the process
+    # (backends/tf/env.py holds back what this level no longer reaches); the user's own setting
+    # wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 @cli.command()
@@ -136,6 +140,7 @@ def cli(debug: bool) -> None:
     options.CLIP,
     options.CMAP,
     options.ALPHA,
+    options.MAX_SIZE,
     options.SMOOTH,
     options.NOISE,
     options.JSON,
@@ -246,9 +251,22 @@ def models(names: tuple[str, ...], backend: str | None, as_json: bool) -> None:
     models_command(names, backend, as_json)
 
 
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM unwinds like Ctrl-C, so temp files are removed on the way out."""
-    raise SystemExit(128 + signum)
+# Signals that stop a run the way Ctrl-C does: unwinding, so every temp file is removed on the
+# way out, then one line and exit 128 + the signal's number (143, 129).
+STOPS = {signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}
+
+
+class Stopped(BaseException):
+    """A stopping signal arrived. A BaseException, as KeyboardInterrupt is, so that no
+    `except Exception` on the way up takes it for an error of the run."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped(signum)
 
 
 def _quiet_stdout() -> None:
@@ -256,15 +274,32 @@ def _quiet_stdout() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def usage_line(error: click.UsageError) -> str:
+    """Click's usage error as gbp's one line: the problem, then where the command's help is."""
+    message = error.format_message().rstrip(".")
+    where = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+    return f"gbp: {message}{where}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: the exit codes above, and no tracebacks for users unless they ask
     (--debug, GBP_DEBUG=1: GbpCommandError.show prints them)."""
-    signal.signal(signal.SIGTERM, _terminate)
+    for signum in STOPS:
+        signal.signal(signum, _stop)
     try:
         code = cli.main(args=argv, prog_name="gbp", standalone_mode=False)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo("gbp: interrupted", err=True)
+        _say("gbp: interrupted")
         code = 130
+    except Stopped as e:
+        _say(f"gbp: {STOPS[e.signum]}")
+        code = 128 + e.signum
+    except click.UsageError as e:
+        if isinstance(e, options.OptionError):
+            e.show()
+        else:
+            _say(usage_line(e))
+        code = e.exit_code
     except click.ClickException as e:
         e.show()
         code = e.exit_code
@@ -272,3 +307,9 @@ def main(argv: list[str] | None = None) -> None:
         _quiet_stdout()
         code = 128 + signal.SIGPIPE
     sys.exit(code or 0)
+
+
+def _say(line: str) -> None:
+    """A last line on stderr, which a hung-up terminal may no longer take."""
+    with contextlib.suppress(OSError):
+        click.echo(line, err=True)

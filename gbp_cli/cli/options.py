@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,20 @@ class OptionError(click.BadParameter):
 def refuse(message: str, param: click.Parameter | None, ctx: click.Context | None) -> NoReturn:
     """A type's refusal of a value, as Click's usage error (exit 2) shown in one line."""
     raise OptionError(message, ctx, param)
+
+
+class Finite(click.FloatRange):
+    """A number in a range, and a number at all: NaN passes every comparison a range makes, and
+    an infinity is no setting either."""
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            refuse(f"--{param.name.replace('_', '-') if param else 'value'} {value}: "
+                   "expected a finite number", param, ctx)  # fmt: skip
+        return number
 
 
 class Weights(click.ParamType):
@@ -299,7 +314,7 @@ NULL = click.option(
 
 CLIP = click.option(
     "--clip",
-    type=click.FloatRange(50, 100),
+    type=Finite(50, 100),
     default=Rendering.clip,
     show_default=True,
     help="Percentile of |map| drawn at full strength in gray, heatmap and overlay.",
@@ -316,10 +331,20 @@ CMAP = click.option(
 
 ALPHA = click.option(
     "--alpha",
-    type=click.FloatRange(0, 1),
+    type=Finite(0, 1),
     default=Rendering.alpha,
     show_default=True,
     help="Overlay strength where the map is strongest.",
+)
+
+MAX_SIZE = click.option(
+    "--max-size",
+    type=click.IntRange(min=0),
+    default=Rendering.max_size,
+    show_default=True,
+    metavar="PIXELS",
+    help="Pictures' longer side, in the photo's aspect; 0: the photo's own size (npy stays the "
+    "raw map at the model's input size).",
 )
 
 SMOOTH = click.option(
@@ -333,7 +358,7 @@ SMOOTH = click.option(
 
 NOISE = click.option(
     "--noise",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Finite(min=0, min_open=True),
     default=Smoothing.noise,
     show_default=True,
     metavar="SIGMA",
@@ -393,7 +418,7 @@ WORKERS = click.option(
 
 GPUS_PER_WORKER = click.option(
     "--gpus-per-worker",
-    type=click.FloatRange(min=0),
+    type=Finite(min=0),
     default=0,
     show_default=True,
     metavar="G",
@@ -402,7 +427,7 @@ GPUS_PER_WORKER = click.option(
 
 CPUS_PER_WORKER = click.option(
     "--cpus-per-worker",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Finite(min=0, min_open=True),
     default=1,
     show_default=True,
     metavar="C",

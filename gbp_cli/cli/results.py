@@ -91,6 +91,16 @@ def result_record(
     return record
 
 
+def real_paths(result: Result) -> dict[str, object]:
+    """The paths of a result as they are, not printable (the record's are `\\xNN`-escaped): the
+    --report page links to the files, so it needs the bytes of their names."""
+    return {
+        "input": str(result.source.path),
+        "files": [str(p) for p in result.files],
+        "kept": [str(p) for p in result.kept],
+    }
+
+
 class Reporter:
     """Prints each result as it finishes, keeping a progress bar (if any) out of the way."""
 
@@ -110,7 +120,7 @@ class Reporter:
         self.data_to_stdout = data_to_stdout
         self.progress = progress
         self.share = share  # of an image, left to count when its result comes (SmoothGrad)
-        self.sink = sink  # also given each result's JSON record (--report collects them)
+        self.sink = sink  # given each result's JSON record and real paths (--report's rows)
 
     def _aside(self) -> contextlib.AbstractContextManager[None]:
         return self.progress.aside() if self.progress else contextlib.nullcontext()
@@ -121,7 +131,8 @@ class Reporter:
                 self.progress.advance(1.0)
             return
         if self.sink is not None:  # the --report page offers the top 5 whatever --top-k
-            self.sink(result_record(result, self.info, self.methods, top=len(result.top)))
+            record = result_record(result, self.info, self.methods, top=len(result.top))
+            self.sink({**record, "paths": real_paths(result)})
         with self._aside():
             if result.error is not None:
                 click.echo(f"gbp: {result.source.name}: {result.error}", err=True)

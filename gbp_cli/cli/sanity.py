@@ -63,13 +63,17 @@ def sanity_command(
     spec = weights
     methods = unique(methods, GRADIENT_METHODS)
     network = model_spec(model, input_size, normalize, cam_layer, other_activations)
+    if report:
+        gallery.check(Path(out))  # a page the run could not update: refused before the model
     loaded = load_model(backend, spec, device, model=network, methods=methods)
     info = loaded.info
     title = f"{info.backend}, {info.model}, weights {info.weights.describe()}"
     # The record of `gbp explain`'s outputs, model part: the weights by name and content.
     settings = model_record(info.backend, network, spec, info.precision)
     settings |= {"methods": ",".join(methods), "resize": resize}
-    store = Store(overwrite, lambda message: click.echo(f"gbp: {message}", err=True))
+    store = Store(
+        overwrite, lambda message: click.echo(f"gbp: {message}", err=True), root=Path(out)
+    )
     failures = 0
     entries: list[dict] = []  # each input's plots and numbers, or its error (--report)
     started = time.perf_counter()
@@ -81,7 +85,7 @@ def sanity_command(
             except InputError as e:
                 click.echo(f"gbp: {source.name}: {e}", err=True)
                 failures += 1
-                entries.append({"input": source.name, "error": str(e)})
+                entries.append({"input": str(source.path), "error": str(e)})
         if not ready:
             continue
         names = [source.name for source, _ in ready]
@@ -114,9 +118,9 @@ def sanity_command(
             except InputError as e:
                 click.echo(f"gbp: {source.name}: {e}", err=True)
                 failures += 1
-                entries.append({"input": source.name, "error": str(e)})
+                entries.append({"input": str(source.path), "error": str(e)})
             else:
-                entries.append(gallery.sanity_entry(source.name, stem, mine))
+                entries.append(gallery.sanity_entry(source.path, stem, mine))
             for record in mine:
                 if as_json:
                     extra = {"backend": info.backend, "model": info.model}
@@ -134,5 +138,9 @@ def sanity_command(
                     )
     if report:
         header = gallery.sanity_header(info, methods, time.perf_counter() - started)
-        gallery.update(Path(out), entries, header)
+        try:
+            gallery.update(Path(out), entries, header, store.started, store.log)
+        except gallery.ReportNotWritten as e:  # the run's files stand: exit 1, as a full disk
+            click.echo(f"gbp: {e}", err=True)
+            failures = max(failures, 1)
     return failures

@@ -15,8 +15,11 @@
     return;
   }
 
-  function url(path) {  // a relative path, each segment escaped (#, ?, %, spaces in names)
-    try { return path.split("/").map(encodeURIComponent).join("/"); } catch (e) { return null; }
+  // Links come percent-encoded from gbp: the raw bytes of a path relative to this page, so a
+  // name with #, ?, %, spaces or bytes that are not UTF-8 resolves to that very file. Anything
+  // else (a scheme, a quote) is not a link gbp wrote, and is not followed.
+  function url(href) {
+    return typeof href === "string" && /^[A-Za-z0-9_.~\/%-]*$/.test(href) ? href : null;
   }
 
   function el(tag, className, text) {
@@ -26,9 +29,9 @@
     return node;
   }
 
-  function link(path, text) {
-    var href = url(path);
-    var node = el(href ? "a" : "span", null, text);
+  function link(file) {  // [the text shown, the link]
+    var href = url(file[1]);
+    var node = el(href ? "a" : "span", null, file[0]);
     if (href) node.href = href;
     return node;
   }
@@ -182,7 +185,7 @@
     if (r.files && r.files.length) {
       info.appendChild(details("Files (" + r.files.length + ")", list("ul", r.files, function (f) {
         var li = el("li");
-        li.appendChild(link(f, f));
+        li.appendChild(link(f));
         return li;
       })));
     }

@@ -39,13 +39,14 @@ def run(
     """Explain every source, calling `report` once per input, in order."""
     summary = Summary()
     keep_photo = any(f in PHOTO_FORMATS for _, f in job.planner.outputs.kinds())
+    bound = job.planner.outputs.rendering.max_size  # the photo is kept at the pictures' size
     smoothing = job.planner.outputs.smoothing
     share = 1.0 / (1 + (smoothing.samples if smoothing else 0))  # of an image, per pass
 
     preprocessing = backend.info.preprocessing
 
     def load(source: Source) -> Prepared:
-        return prepare(source.path, job.resize, keep_photo, preprocessing)
+        return prepare(source.path, job.resize, keep_photo, preprocessing, bound)
 
     def flush(slots: list[Result | Future[Result]]) -> None:
         for slot in slots:

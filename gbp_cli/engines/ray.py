@@ -110,27 +110,32 @@ class RayEngine:
             raise GbpError("--engine ray writes into a folder: -o - is for --engine local")
         ray = import_ray()
         started = connect(ray, self.address, worker_env())
-        if self.address is not None:
-            problem = shared_folder_problem(ray, self.out_dir)
-            if problem:
-                raise GbpError(problem)
-        workers = self.workers or default_workers(ray, self.gpus_per_worker)
-        check_resources(ray, workers, self.gpus_per_worker, self.cpus_per_worker)
-        threads = None
-        if self.address is None:  # this machine: share its cores as the local engine does
-            cores = int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
-            threads = max(1, math.ceil(self.cpus_per_worker), cores // workers)
-        opener = Opener(choice, threads)
-        task = ray.remote(probe).options(
-            num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker, max_retries=0
-        )
         try:
-            info, record = ray.get(task.remote(opener))
-        except ray.exceptions.RayTaskError as e:
-            raise cause(e) from None
-        model = RemoteModel(
-            info, opener, record, workers, self.gpus_per_worker, self.cpus_per_worker, started
-        )
+            if self.address is not None:
+                problem = shared_folder_problem(ray, self.out_dir)
+                if problem:
+                    raise GbpError(problem)
+            workers = self.workers or default_workers(ray, self.gpus_per_worker)
+            check_resources(ray, workers, self.gpus_per_worker, self.cpus_per_worker)
+            threads = None
+            if self.address is None:  # this machine: share its cores as the local engine does
+                cores = int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
+                threads = max(1, math.ceil(self.cpus_per_worker), cores // workers)
+            opener = Opener(choice, threads)
+            task = ray.remote(probe).options(
+                num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker, max_retries=0
+            )
+            try:
+                info, record = ray.get(task.remote(opener))
+            except ray.exceptions.RayTaskError as e:
+                raise cause(e) from None
+            model = RemoteModel(
+                info, opener, record, workers, self.gpus_per_worker, self.cpus_per_worker, started
+            )
+        except BaseException:  # an error, or a stopping signal: no worker outlives gbp
+            if started:
+                ray.shutdown()
+            raise
         announce(model)
         self._opened[choice] = model
         return model

@@ -4,6 +4,7 @@ whether -o is shared, and the spellings that changed across the supported Ray ve
 from __future__ import annotations
 
 import atexit
+import contextlib
 import inspect
 import logging
 import os
@@ -12,7 +13,7 @@ import signal
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,21 +90,41 @@ def connect(ray: Any, address: str | None, runtime_env: dict[str, Any] | None = 
     errors_to_stderr(ray)
     if ray.is_initialized():
         return False
-    NATIVE_LOGS.start()
-    term = signal.getsignal(signal.SIGTERM)
     quiet: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
     quiet.update(logging_level=logging.ERROR, runtime_env=runtime_env or None)
-    try:
-        if address is None:
-            ray.init(address="local", num_cpus=os.cpu_count() or 1, **quiet)
-        else:
-            ray.init(address=address, **quiet)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise GbpError(f"--ray-address {address}: cannot join a Ray cluster: {e}") from None
-    finally:
-        if term is not None:
-            signal.signal(signal.SIGTERM, term)  # Ray's own handler would exit 15, not 143
+    with signals_held():
+        NATIVE_LOGS.start()  # its thread, started now, never takes a stopping signal
+        try:
+            if address is None:
+                ray.init(address="local", num_cpus=os.cpu_count() or 1, **quiet)
+            else:
+                ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise GbpError(f"--ray-address {address}: cannot join a Ray cluster: {e}") from e
     return address is None
+
+
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP wait while Ray starts, then act as gbp's own handlers say.
+
+    One that arrived inside ray.init would stop it halfway, leaving its agents running for
+    minutes, or meet the handlers Ray's C++ core installs there (exit 15, or an abort). Held
+    (blocked) here, in this thread and in every thread started meanwhile, which inherit the
+    mask, it is delivered once Ray is up and gbp's handlers are back: the run then stops as
+    any other, and Ray is shut down on the way out."""
+    handlers = {signum: signal.getsignal(signum) for signum in STOPPING}
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING)
 
 
 def _cluster(ray: Any) -> dict[str, float]:

@@ -23,7 +23,7 @@ from gbp_cli.engines.base import Job, Result, record_of
 from gbp_cli.engines.results import write_result
 from gbp_cli.errors import InputError, NotAnInput, RunStopped
 from gbp_cli.inputs.find import Source
-from gbp_cli.inputs.preprocess import Prepared, prepare
+from gbp_cli.inputs.preprocess import IMAGENET, Prepared, prepare
 from gbp_cli.outputs.planning import predictions
 from gbp_cli.outputs.store import Store
 from gbp_cli.render.encode import PHOTO_FORMATS
@@ -124,11 +124,10 @@ def prepare_groups(batch: Batch, job: Job) -> Batch:
 def _prepare(item: Item, job: Job, keep_photo: bool) -> None:
     source = item.source
     info = job.planner.info
+    bound = job.planner.outputs.rendering.max_size
     try:
-        if info is None:
-            prepared = prepare(source.path, job.resize, keep_photo)
-        else:
-            prepared = prepare(source.path, job.resize, keep_photo, info.preprocessing)
+        pre = IMAGENET if info is None else info.preprocessing
+        prepared = prepare(source.path, job.resize, keep_photo, pre, bound)
     except NotAnInput:
         item.result = Result(source, skipped=True)
         return
@@ -189,7 +188,8 @@ def write_groups(batch: Batch, job: Job, overwrite: bool, started: float) -> Bat
     groups = unpack(batch)
     store = _STORES.get((overwrite, started))
     if store is None:
-        store = _STORES[(overwrite, started)] = Store(overwrite, lambda _: None)
+        root = job.planner.outputs.out_dir  # nothing written outside -o
+        store = _STORES[(overwrite, started)] = Store(overwrite, lambda _: None, root=root)
         store.started = started  # stale temp files are judged against the run, not this worker
     for group in groups:
         store.log = group.logs.append

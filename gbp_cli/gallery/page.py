@@ -11,18 +11,24 @@ so they never become inputs.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
 from gbp_cli.backends.base import ModelInfo
-from gbp_cli.errors import GbpError
-from gbp_cli.gallery.rows import explain_rows, sanity_rows
+from gbp_cli.errors import GbpError, RunStopped
+from gbp_cli.gallery import shape
+from gbp_cli.gallery.rows import THUMBS, explain_rows, sanity_rows
+from gbp_cli.gallery.shape import FORMAT, STATUSES
 from gbp_cli.outputs.atomic import write_atomic
+from gbp_cli.outputs.containment import Outside, ensure_inside
 from gbp_cli.outputs.naming import Outputs
+from gbp_cli.outputs.store import remove_stale_temps
 from gbp_cli.render.encode import RANDOM_NOTE
 from gbp_cli.version import __version__
 
@@ -34,8 +40,13 @@ except ImportError:  # pragma: no cover
 PAGE, DATA, SCRIPT, LOCK = "index.html", "index.json", "index.data.js", ".index.lock"
 SCRIPT_PREFIX = "window.GBP_DATA = "
 GENERATOR = '<meta name="generator" content="gbp '
-FORMAT = 1  # of index.json; bump on an incompatible change
 MAX_RUNS = 50  # the header keeps this many runs' summaries
+
+
+class ReportNotWritten(RunStopped):
+    """The page could not be written (a full disk, a read-only OUT). The run's outputs stand, so
+    this is one line and exit 1, as for any run a full disk stopped; exit 2 is for a problem with
+    the options or with what the user put in OUT."""
 
 
 def header(info: ModelInfo, outputs: Outputs, seconds: float) -> dict[str, object]:
@@ -73,34 +84,72 @@ def _model(info: ModelInfo) -> dict[str, object]:
     }
 
 
-def sanity_entry(name: str, stem: Path, records: Iterable) -> dict[str, object]:
-    """One `gbp sanity` input for the page: its two figures (`stem`.sanity.png and
-    `stem`.sanity-maps.png) and its records (`gbp_cli.sanity.cascade.Record`)."""
+def sanity_entry(path: Path, stem: Path, records: Iterable) -> dict[str, object]:
+    """One `gbp sanity` input for the page: its real path (not the printable name: the page links
+    to it), its two figures (`stem`.sanity.png and `stem`.sanity-maps.png) and its records
+    (`gbp_cli.sanity.cascade.Record`)."""
     files = [f"{stem}{suffix}" for suffix in (".sanity.png", ".sanity-maps.png")]
-    return {"input": name, "files": files, "records": [r.fields() for r in records]}
+    return {"input": str(path), "files": files, "records": [r.fields() for r in records]}
 
 
-def update(out_dir: Path, records: list[dict], run: dict[str, object]) -> Path:
-    """Merge this run's records (explain's JSON records, or sanity's entries) into OUT's page."""
+def update(
+    out_dir: Path,
+    records: list[dict],
+    run: dict[str, object],
+    started: float | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Merge this run's records (explain's JSON records, or sanity's entries) into OUT's page.
+    `started` (epoch seconds) is when the run began: temp files a killed run left in the page's
+    folders are removed once they are older than that by the store's margin."""
     make = sanity_rows if run.get("command") == "sanity" else explain_rows
-    return publish(out_dir, make(out_dir, records), run)
+    started = time.time() if started is None else started
+    with _writing(out_dir):
+        rows, removed = make(out_dir, records, started)
+    return publish(out_dir, rows, run, started, log, removed)
+
+
+def check(out_dir: Path) -> None:
+    """Before a run: refuse now, not after hours of work, a page in OUT that the run could not
+    update — a page or data file gbp did not write, a data file of another shape, the lock or
+    the thumbnails' folder linked out of OUT."""
+    if not out_dir.is_dir():
+        return  # nothing there yet: nothing in the way
+    with _writing(out_dir):
+        for name in (PAGE, DATA, SCRIPT):
+            _check_ours(out_dir / name)
+        _load(out_dir / DATA)
+        lock = out_dir / LOCK
+        if os.path.islink(lock):
+            raise GbpError(f"{lock} is a symbolic link; gbp writes nothing through one: remove it")
+        ensure_inside(out_dir, out_dir / THUMBS / "x")
 
 
 # --- the data file and the page --------------------------------------------------------------
 
 
-def publish(out_dir: Path, rows: list[dict], run: dict[str, object]) -> Path:
+def publish(
+    out_dir: Path,
+    rows: list[dict],
+    run: dict[str, object],
+    started: float | None = None,
+    log: Callable[[str], None] | None = None,
+    removed: int = 0,
+) -> Path:
     """Merge `rows` into OUT/index.json by input and rewrite it, its script twin and the page,
-    each atomically, under a lock so that jobs sharing OUT never lose each other's rows."""
+    each atomically, under a lock so that jobs sharing OUT never lose each other's rows. `removed`
+    counts the stale temp files already removed from the thumbnails' folders."""
     page, data_file, script = out_dir / PAGE, out_dir / DATA, out_dir / SCRIPT
-    try:
+    started = time.time() if started is None else started
+    with _writing(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
         with _locked(out_dir / LOCK):
             for path in (page, data_file, script):
                 _check_ours(path)
+            removed += remove_stale_temps(out_dir, started)
             old = _load(data_file)
             statuses = [row["status"] for row in rows]
-            counts = {s: statuses.count(s) for s in ("explained", "kept", "failed")}
+            counts = {s: statuses.count(s) for s in STATUSES}
             finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
             run = {**run, "counts": {"inputs": len(rows), **counts}, "finished": finished}
             data = {
@@ -111,14 +160,30 @@ def publish(out_dir: Path, rows: list[dict], run: dict[str, object]) -> Path:
                 "rows": merge(old.get("rows", []), rows),
             }
             text = _json(data)
-            write_atomic(data_file, text.encode("utf-8", "backslashreplace"), overwrite=True)
-            script_text = f"{SCRIPT_PREFIX}{text};\n"
-            write_atomic(script, script_text.encode("utf-8", "backslashreplace"), overwrite=True)
-            write_atomic(page, page_html().encode("utf-8"), overwrite=True)
+            for path, content in (
+                (data_file, text),
+                (script, f"{SCRIPT_PREFIX}{text};\n"),
+                (page, page_html()),
+            ):
+                encoded = content.encode("utf-8", "backslashreplace")  # a lone surrogate: \\udcNN
+                write_atomic(path, encoded, overwrite=True, root=out_dir)
+    if removed and log is not None:
+        log(f"removed {removed} stale temp file(s) of the report left by an interrupted run")
+    return page
+
+
+@contextlib.contextmanager
+def _writing(out_dir: Path) -> Iterator[None]:
+    """Writing the page's files, with what can go wrong as one line: a path that a link planted
+    in OUT would send outside it is refused (exit 2, as a page gbp did not write is); any other
+    OSError (a full disk, a read-only OUT) is ReportNotWritten (exit 1)."""
+    try:
+        yield
+    except Outside as e:
+        raise GbpError(str(e)) from None
     except OSError as e:
         reason = os.strerror(e.errno).lower() if e.errno else str(e)
-        raise GbpError(f"cannot write the report in {out_dir}: {reason}") from None
-    return page
+        raise ReportNotWritten(f"cannot write the report in {out_dir}: {reason}") from None
 
 
 def merge(old: list[dict], new: list[dict]) -> list[dict]:
@@ -152,17 +217,26 @@ def _json(data: object) -> str:
 
 
 def _load(path: Path) -> dict:
-    """The data file so far (empty if none)."""
+    """The data file so far (empty if none), checked whole: a file of another shape is refused
+    in one line before anything reads it, and one of format 1 is brought up to this format."""
     if not path.exists():
         return {}
     try:
         data = json.loads(path.read_text("utf-8", "surrogateescape"))
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise GbpError(
             f"{path} is not readable JSON ({e}); move it away to start a new page"
         ) from None
-    if data.get("format") != FORMAT:
-        raise GbpError(f"{path} is from another gbp (format {data.get('format')}); move it away")
+    if not isinstance(data, dict):
+        raise GbpError(f"{path} is not gbp's data (not a JSON object); move it away")
+    found = data.get("format")
+    if not isinstance(found, int) or isinstance(found, bool) or found not in (1, FORMAT):
+        raise GbpError(f"{path} is from another gbp (format {found}); move it away")
+    problem = shape.problem(data)
+    if problem is not None:
+        raise GbpError(f"{path} {problem}: it is not gbp's data; move it away to start a new page")
+    if found == 1:
+        data["rows"] = [shape.upgraded(row) for row in data["rows"]]
     return data
 
 
@@ -186,8 +260,20 @@ def _check_ours(path: Path) -> None:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (a hidden file in OUT) for the read-merge-write."""
-    with path.open("a+b") as handle:
+    """Hold an exclusive lock on `path` (a hidden file in OUT) for the read-merge-write. Never
+    through a symbolic link: a planted one would create or touch a file outside OUT (checked as
+    every write in OUT is, then opened with O_NOFOLLOW, so a link made meanwhile fails too)."""
+    ensure_inside(path.parent, path)
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP or os.path.islink(path):
+            raise GbpError(
+                f"{path} is a symbolic link; gbp writes nothing through one: remove it"
+            ) from None
+        raise
+    with os.fdopen(fd, "a+b") as handle:
         if fcntl is not None:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:

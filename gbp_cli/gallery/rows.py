@@ -1,41 +1,63 @@
 """The gallery's rows: what the page shows of each input, and the thumbnails it shows.
 
-Rows are plain dicts, stored as they are in OUT/index.json (see gbp_cli/gallery.py). Paths in a
-row are relative to OUT, where the page lives, so links work from file:// wherever OUT is.
+Rows are plain dicts, stored as they are in OUT/index.json (see gbp_cli/gallery/page.py). Rows
+are made from the real paths (a name may hold bytes that are not UTF-8), never from the printable
+names on stdout: a link is the path relative to OUT, where the page lives, as percent-encoded raw
+bytes, which a browser resolves back to those bytes from file:// wherever OUT is; the text shown
+beside it is the printable name (such bytes as `\\xNN`).
+
+A row's photo links to the photo itself where browsers show its format (JPEG, PNG, GIF, WebP,
+BMP, AVIF); a photo they do not show (HEIC/HEIF, TIFF, …) links to a JPEG of it instead, at most
+VIEW pixels on its longer side, under OUT/.thumbs/photos: made, stamped and kept as thumbnails
+are, so the link always opens a picture.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 from PIL import Image, ImageOps
 
-from gbp_cli.inputs.find import mirrored
+from gbp_cli.errors import InputError
+from gbp_cli.inputs.find import mirrored, printable
+from gbp_cli.inputs.formats import open_image
 from gbp_cli.inputs.preprocess import to_rgb
 from gbp_cli.outputs.atomic import AtomicFile
+from gbp_cli.outputs.containment import ensure_inside
+from gbp_cli.outputs.store import remove_stale_temps
 
 THUMBS = ".thumbs"
 THUMB, WIDE_THUMB = 224, 1200  # longest side in pixels: a row's pictures; sanity's figures
+VIEW = 2048  # longest side of the JPEG a photo's link opens where browsers cannot show the photo
+BROWSER_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "AVIF", "ICO"})
+STAMP = "gbp thumbnail of "  # + what identifies the picture it was made from (its JPEG comment)
 _JPEG = {"format": "JPEG", "quality": 82, "optimize": True}
+_VIEW_JPEG = {"format": "JPEG", "quality": 90}
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a full disk, as the store counts it
 
 
 # --- rows ------------------------------------------------------------------------------------
 
 
-def explain_rows(out_dir: Path, records: list[dict]) -> list[dict]:
-    """One row per explain record (`gbp_cli.cli.results.result_record`), thumbnails made."""
+def explain_rows(out_dir: Path, records: list[dict], started: float) -> tuple[list[dict], int]:
+    """One row per explain record (`gbp_cli.cli.results.result_record`, with the real paths the
+    Reporter adds under "paths"), thumbnails made; and how many stale temp files were removed
+    from the thumbnails' folders (a run that started at `started` judges them)."""
     rows, jobs = [], []
     for record in records:
-        row = _base(out_dir, "explain", str(record["input"]))
+        real = record.get("paths") or record  # without them (a caller's own records): as printed
+        row = _base(out_dir, "explain", str(real["input"]))
         rows.append(row)
         if record.get("error") is not None:
             row.update(status="failed", error=str(record["error"]))
             continue
-        files = [Path(p) for p in (*record.get("files", ()), *record.get("kept", ()))]
-        row["status"] = "explained" if record.get("files") else "kept"
+        files = [Path(p) for p in (*real.get("files", ()), *real.get("kept", ()))]
+        row["status"] = "explained" if real.get("files") else "kept"
         target = record.get("target") or _target_from_png(files)
         if target:
             row.update(label=target["label"], index=target["index"])
@@ -46,15 +68,15 @@ def explain_rows(out_dir: Path, records: list[dict]) -> list[dict]:
             ]
         if record.get("random_weights"):
             row["random"] = True
-        row["files"] = [_relative(f, out_dir) for f in files]
+        row["files"] = [_link(f, out_dir) for f in files]
         row["maps"] = _maps(files, record.get("methods", ()), out_dir)
-        jobs += _thumb_jobs(out_dir, row, THUMB)
-    _make_thumbnails(out_dir, jobs)
-    return rows
+        jobs += _thumb_jobs(out_dir, row, Path(real["input"]), THUMB)
+    return rows, _make_thumbnails(out_dir, jobs, started)
 
 
-def sanity_rows(out_dir: Path, entries: list[dict]) -> list[dict]:
-    """One row per `gbp sanity` input: {input, files: [plot, grid], records} or {input, error}."""
+def sanity_rows(out_dir: Path, entries: list[dict], started: float) -> tuple[list[dict], int]:
+    """One row per `gbp sanity` input: {input, files: [plot, grid], records} or {input, error},
+    with the input's real path; and how many stale temp files were removed (see explain_rows)."""
     from gbp_cli.sanity.cascade import CLASS_CHECK, NEARLY_THE_SAME
 
     rows, jobs = [], []
@@ -65,10 +87,10 @@ def sanity_rows(out_dir: Path, entries: list[dict]) -> list[dict]:
             row.update(status="failed", error=str(entry["error"]))
             continue
         plot, grid = (Path(p) for p in entry["files"])
-        row.update(status="explained", files=[_relative(p, out_dir) for p in (plot, grid)])
+        row.update(status="explained", files=[_link(p, out_dir) for p in (plot, grid)])
         row["maps"] = [
-            {"method": "similarity against depth", "file": row["files"][0], "_source": plot},
-            {"method": "maps", "file": row["files"][1], "_source": grid},
+            {"method": "similarity against depth", "file": _href(plot, out_dir), "_source": plot},
+            {"method": "maps", "file": _href(grid, out_dir), "_source": grid},
         ]
         columns = ("spearman_abs", "spearman", "ssim", "hog_pearson")
         records = entry.get("records", ())
@@ -81,24 +103,35 @@ def sanity_rows(out_dir: Path, entries: list[dict]) -> list[dict]:
             for r in records
             if r["stage"] == CLASS_CHECK and r["spearman_abs"] >= NEARLY_THE_SAME
         ]
-        jobs += _thumb_jobs(out_dir, row, WIDE_THUMB)
-    _make_thumbnails(out_dir, jobs)
-    return rows
+        jobs += _thumb_jobs(out_dir, row, Path(entry["input"]), WIDE_THUMB)
+    return rows, _make_thumbnails(out_dir, jobs, started)
 
 
-def _base(out_dir: Path, kind: str, name: str) -> dict:
-    """Fields every row has: the key it merges by is the input's real path."""
+def _base(out_dir: Path, kind: str, path: str) -> dict:
+    """Fields every row has: the key it merges by is the input's real path (printable, so the
+    data file is plain UTF-8); the name shown is the printable one stdout shows."""
     return {
         "kind": kind,
-        "key": os.path.realpath(name),
-        "input": name,
-        "photo": _relative(Path(name), out_dir),
+        "key": printable(os.path.realpath(path)),
+        "input": printable(path),
+        "photo": _href(Path(path), out_dir),
     }
 
 
 def _relative(path: Path, out_dir: Path) -> str:
-    """`path` as a link from the page, which lives in OUT."""
+    """`path` relative to OUT, where the page lives."""
     return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(out_dir))).as_posix()
+
+
+def _href(path: Path, out_dir: Path) -> str:
+    """`path` as a link from the page: its raw bytes relative to OUT, percent-encoded (`#`, `?`,
+    `%`, spaces and bytes that are not UTF-8 alike), which a browser resolves to those bytes."""
+    return quote(os.fsencode(_relative(path, out_dir)))
+
+
+def _link(path: Path, out_dir: Path) -> list[str]:
+    """[the text shown, the link] of a file the page lists."""
+    return [printable(_relative(path, out_dir)), _href(path, out_dir)]
 
 
 def _maps(files: list[Path], methods: Iterable[str], out_dir: Path) -> list[dict]:
@@ -116,13 +149,13 @@ def _maps(files: list[Path], methods: Iterable[str], out_dir: Path) -> list[dict
             {
                 "method": method,
                 "format": parts[-2],
-                "file": _relative(file, out_dir),
+                "file": _href(file, out_dir),
                 "_source": file,
             }
         )
     panel = next((f for f, p in pictures if len(p) >= 3 and p[-2] == "panel"), None)
     if missing and panel is not None:
-        maps.append({"method": "panel", "file": _relative(panel, out_dir), "_source": panel})
+        maps.append({"method": "panel", "file": _href(panel, out_dir), "_source": panel})
     return maps
 
 
@@ -147,45 +180,90 @@ def _target_from_png(files: list[Path]) -> dict | None:
 
 # --- thumbnails ------------------------------------------------------------------------------
 
-Job = tuple[Path, Path, int, dict]  # picture, its thumbnail, longest side, the dict to name it in
+# picture, its JPEG, longest side, the dict to link it from, and under which key ("thumb", or
+# "photo" for the copy of a photo that browsers do not show)
+Job = tuple[Path, Path, int, dict, str]
 
 
-def _thumb_jobs(out_dir: Path, row: dict, size: int) -> list[Job]:
-    """The photo's and each map's thumbnail: a map's mirrors its path under OUT/.thumbs/maps, a
-    photo's its mirrored input path under OUT/.thumbs/inputs."""
-    thumbs = out_dir / THUMBS
-    jobs = [(Path(row["input"]), thumbs / "inputs" / f"{mirrored(row['input'])}.jpg", THUMB, row)]
+def _thumb_jobs(out_dir: Path, row: dict, photo: Path, size: int) -> list[Job]:
+    """The photo's and each map's thumbnail, and the photo's copy for its link where browsers do
+    not show it: a map's mirrors its path under OUT/.thumbs/maps, a photo's its mirrored input
+    path under OUT/.thumbs/inputs (thumbnail) and OUT/.thumbs/photos (copy)."""
+    thumbs, name = out_dir / THUMBS, f"{mirrored(str(photo))}.jpg"
+    jobs = [
+        (photo, thumbs / "inputs" / name, THUMB, row, "thumb"),
+        (photo, thumbs / "photos" / name, VIEW, row, "photo"),
+    ]
     for entry in row.get("maps", ()):
-        jobs.append((entry.pop("_source"), thumbs / "maps" / f"{entry['file']}.jpg", size, entry))
+        source = entry.pop("_source")
+        target = thumbs / "maps" / f"{mirrored(_relative(source, out_dir))}.jpg"
+        jobs.append((source, target, size, entry, "thumb"))
     return jobs
 
 
-def _make_thumbnails(out_dir: Path, jobs: list[Job]) -> None:
-    """Make every thumbnail (decoding and resizing release the GIL: threads help)."""
+def _make_thumbnails(out_dir: Path, jobs: list[Job], started: float) -> int:
+    """Make every thumbnail (decoding and resizing release the GIL: threads help), after
+    checking that each stays inside OUT (containment.Outside: a link planted in OUT/.thumbs is
+    never written or tidied through) and removing the temp files a killed run left in its
+    folder; how many it removed."""
+    removed = 0
+    for folder, target in {job[1].parent: job[1] for job in jobs}.items():
+        ensure_inside(out_dir, target)
+        removed += remove_stale_temps(folder, started)
     if not jobs:
-        return
+        return removed
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        made = list(pool.map(lambda job: _thumbnail(*job[:3]), jobs))
-    for (_, target, _, owner), ok in zip(jobs, made, strict=True):
+        made = list(pool.map(lambda job: _thumbnail(*job[:3], out_dir, job[4] == "photo"), jobs))
+    for (_, target, _, owner, key), ok in zip(jobs, made, strict=True):
         if ok:
-            owner["thumb"] = _relative(target, out_dir)
+            owner[key] = _href(target, out_dir)
+    return removed
 
 
-def _thumbnail(source: Path, target: Path, size: int) -> bool:
-    """A small JPEG of `source` at `target`, unless an up-to-date one is there; False if the
-    picture cannot be read (the page then shows "no preview")."""
+def stamp(source: Path, size: int) -> str:
+    """What identifies the picture a thumbnail is made from, cheaply and reliably: a picture
+    replaced by another changes its size, inode or change time even when its modification time
+    is set back (ctime cannot be), so a stale thumbnail is never kept."""
+    s = source.stat()
+    return f"{STAMP}{size}px {s.st_size} {s.st_mtime_ns} {s.st_ctime_ns} {s.st_ino}"
+
+
+def _thumbnail(
+    source: Path, target: Path, size: int, out_dir: Path, photo_link: bool = False
+) -> bool:
+    """A small JPEG of `source` at `target`, unless the one there was made from this very
+    picture (its stamp, in the JPEG's comment); False if the picture cannot be read (the page
+    then shows "no preview"). With `photo_link`, the larger copy a photo's link opens, made only
+    for a format browsers do not show (False otherwise: the link stays the photo's). A full disk
+    is raised: the page cannot be written either."""
     try:
-        made = target.stat() if target.exists() else None
-        if made and made.st_size and made.st_mtime >= source.stat().st_mtime:
-            return True
-        with Image.open(source) as image:
+        made_from = stamp(source, size)
+        with open_image(source) as image:  # HEIC: pillow-heif, loaded here if not yet
+            if photo_link and image.format in BROWSER_FORMATS:
+                return False
+            if _stamp_of(target) == made_from:
+                return True
             image.draft("RGB", (size, size))  # JPEG: decode at 1/2 … 1/8 scale, much faster
             picture = to_rgb(ImageOps.exif_transpose(image))
         picture.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
         # Atomic, but not fsynced (5 ms a file here): a thumbnail is a cache, and an empty one
-        # left by a crash is made again.
-        with AtomicFile(target, overwrite=True) as temp:
-            picture.save(temp, **_JPEG)
+        # left by a crash has no stamp, so it is made again.
+        with AtomicFile(target, overwrite=True, root=out_dir) as temp:
+            picture.save(temp, **(_VIEW_JPEG if photo_link else _JPEG), comment=made_from.encode())
         return True
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+    except OSError as e:
+        if e.errno in _FULL:
+            raise
         return False
+    except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError, InputError):
+        return False
+
+
+def _stamp_of(thumbnail: Path) -> str | None:
+    """The stamp a thumbnail gbp made carries; None if there is none or it cannot be read."""
+    try:
+        with Image.open(thumbnail) as image:
+            comment = image.info.get("comment", b"")
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        return None
+    return comment.decode("utf-8", "replace") if isinstance(comment, bytes) else None

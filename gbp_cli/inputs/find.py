@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import TextIO
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic", ".heif", ".avif"}
+)  # compared lower-cased: IMG_0001.HEIC is found as img.heic is
 STDIN = STDOUT = "-"
 
 

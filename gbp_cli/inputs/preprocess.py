@@ -1,12 +1,12 @@
 """Photo → model input: decoding, orientation, RGB, resize and the model's normalisation.
 
-numpy and PIL only, so both backends see bit-identical inputs.
+numpy and PIL only (with pillow-heif for HEIC, loaded on first use), so both backends see
+bit-identical inputs.
 """
 
 from __future__ import annotations
 
 import errno
-import io
 import os
 import stat
 import warnings
@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from gbp_cli.backends.base import Preprocessing
 from gbp_cli.errors import InputError, NotAnInput
 from gbp_cli.fingerprints import is_gbp_png, sha256_bytes
+from gbp_cli.inputs.formats import one_line, open_image, unidentified
 
 IMAGENET = Preprocessing()  # torchvision's eval transform: 256, centre 224, ImageNet mean/std
 SIZE = IMAGENET.size
@@ -35,6 +36,19 @@ class Geometry:
     width: int
     height: int
     box: tuple[int, int, int, int]  # left, top, right, bottom in photo pixels
+
+    def bounded(self, longest: int) -> Geometry:
+        """The same geometry on the photo scaled down so that its longer side is at most
+        `longest` pixels (0, or a photo already that small: unchanged): where pictures go."""
+        side = max(self.width, self.height)
+        if not longest or side <= longest:
+            return self
+        width = max(1, round(self.width * longest / side))
+        height = max(1, round(self.height * longest / side))
+        left, top, right, bottom = self.box
+        sx, sy = width / self.width, height / self.height
+        box = (round(left * sx), round(top * sy), round(right * sx), round(bottom * sy))
+        return Geometry(width, height, box)
 
 
 _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device"}
@@ -71,27 +85,29 @@ def _unreadable(error: OSError) -> str:
 
 def decode(data: bytes) -> Image.Image:
     """Decode the first frame upright and as RGB; anything unusable becomes one InputError, and
-    a PNG that gbp wrote is refused as an input (NotAnInput)."""
+    a PNG that gbp wrote is refused as an input (NotAnInput). HEIC and AVIF come the same way,
+    their reader loaded on first use (gbp_cli.inputs.formats)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
+            with open_image(data) as image:
                 if image.format == "PNG" and is_gbp_png(image.info):
                     raise NotAnInput("a map gbp wrote, not a photo")
-                image.seek(0)
+                if image.format != "HEIF":  # HEIF opens at its primary image: what viewers show
+                    image.seek(0)
                 image.load()
                 upright = ImageOps.exif_transpose(image)
                 return to_rgb(upright)
     except UnidentifiedImageError:
-        raise InputError("not an image PIL can read") from None
+        raise InputError(unidentified(data)) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputError(f"refused as a decompression bomb: {e}") from None
     except ValueError as e:
         if "decompressed data too large" in str(e).lower():
             raise InputError("refused: a compressed chunk inflates past PIL's limit") from None
-        raise InputError(f"corrupt or truncated image: {e}") from None
+        raise InputError(f"corrupt or truncated image: {one_line(str(e))}") from None
     except (OSError, SyntaxError, EOFError) as e:
-        raise InputError(f"corrupt or truncated image: {e}") from None
+        raise InputError(f"corrupt or truncated image: {one_line(str(e))}") from None
 
 
 def open_rgb(path: Path) -> Image.Image:
@@ -172,18 +188,39 @@ class Prepared:
 
 
 def prepare_image(
-    image: Image.Image, resize: str, keep_photo: bool = False, pre: Preprocessing = IMAGENET
+    image: Image.Image,
+    resize: str,
+    keep_photo: bool = False,
+    pre: Preprocessing = IMAGENET,
+    bound: int = 0,
 ) -> Prepared:
-    """The shared preprocessing for a decoded, upright RGB photo."""
+    """The shared preprocessing for a decoded, upright RGB photo. The model's input comes from
+    the whole decoded photo; the photo kept for pictures is scaled down to their size (`bound`,
+    their longer side; 0: the photo's own), so a phone photo's 12 megapixels do not wait in
+    memory for the writer."""
     view, geometry = fit(image, resize, pre)
-    return Prepared(normalize(view, pre), geometry, image if keep_photo else None)
+    photo = picture_photo(image, geometry.bounded(bound)) if keep_photo else None
+    return Prepared(normalize(view, pre), geometry, photo)
+
+
+def picture_photo(image: Image.Image, geometry: Geometry) -> Image.Image:
+    """The photo at a picture's geometry: first reduced by the whole factor that keeps it at least
+    that size (a box filter, itself an antialiasing one), then resized the rest of the way.
+    Measured on a 12-megapixel photo to 1024×768: 23 ms, against 49 ms for one bilinear pass."""
+    if image.size == (geometry.width, geometry.height):
+        return image
+    return image.resize((geometry.width, geometry.height), Image.BILINEAR, reducing_gap=1.0)
 
 
 def prepare(
-    path: Path, resize: str, keep_photo: bool = False, pre: Preprocessing = IMAGENET
+    path: Path,
+    resize: str,
+    keep_photo: bool = False,
+    pre: Preprocessing = IMAGENET,
+    bound: int = 0,
 ) -> Prepared:
     """The whole shared preprocessing for one file."""
     data = read_input(path)
-    prepared = prepare_image(decode(data), resize, keep_photo, pre)
+    prepared = prepare_image(decode(data), resize, keep_photo, pre, bound)
     prepared.digest = sha256_bytes(data)
     return prepared

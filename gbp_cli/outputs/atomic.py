@@ -1,10 +1,18 @@
-"""Writing files so that a reader never sees half of one, and nothing that exists is replaced."""
+"""Writing files so that a reader never sees half of one, and nothing that exists is replaced.
+
+A file is written to a temp file beside it (`.<name>.<random>.part`, created exclusively, never
+through a link) and published by a hard link (which refuses to replace anything) or, to replace,
+a rename (which replaces a link itself, never its target). Given `root` (the `-o` folder), the
+target is checked to stay inside it before the temp file is made and again right before it is
+published, so a folder swapped for a link meanwhile is refused too."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+from gbp_cli.outputs.containment import ensure_inside
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -14,42 +22,87 @@ class AtomicFile:
     """A temp path in the target's folder; on success it is published, on any failure removed.
 
     Without `overwrite`, publishing is a hard link, which refuses to replace a file that exists or
-    appeared meanwhile; `published` then stays False.
-    """
+    appeared meanwhile; `published` then stays False. Used as a context manager, the caller
+    writes the temp file by its path; `fill` writes bytes through the descriptor it was made with.
+    Staging and publishing apart (`fill`, then `publish`) let the store finish every temp file of
+    an output before any of them is published."""
 
-    def __init__(self, path: Path, overwrite: bool = False, suffix: str = ".part") -> None:
+    def __init__(
+        self, path: Path, overwrite: bool = False, suffix: str = ".part", root: Path | None = None
+    ) -> None:
         self.path = path
         self.overwrite = overwrite
         self.suffix = suffix
+        self.root = root
         self.published = False
+        self.temp: Path | None = None
 
-    def __enter__(self) -> Path:
+    def stage(self) -> int:
+        """Make the temp file (its folders too); returns its open descriptor."""
+        if self.root is not None:
+            ensure_inside(self.root, self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(
             dir=self.path.parent, prefix=f".{self.path.name}.", suffix=self.suffix
         )
-        os.close(fd)
         self.temp = Path(temp)
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)
+            if self.root is not None:  # a folder made a link while it was being created
+                ensure_inside(self.root, self.temp)
+        except BaseException:
+            os.close(fd)
+            self.discard()
+            raise
+        return fd
+
+    def fill(self, data: bytes) -> None:
+        """Stage the temp file with `data`, flushed to disk (a full disk fails here, before
+        anything is published)."""
+        fd = self.stage()
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def publish(self, overwrite: bool | None = None) -> bool:
+        """Put the staged file in place; False if something was there and not replaced."""
+        assert self.temp is not None, "stage() first"
+        if self.root is not None:
+            ensure_inside(self.root, self.path)
+        replace = self.overwrite if overwrite is None else overwrite
+        self.published = _publish(self.temp, self.path, replace)
+        return self.published
+
+    def discard(self) -> None:
+        """Remove the temp file, if it is still there (published or not)."""
+        if self.temp is not None and os.path.lexists(self.temp):
+            os.unlink(self.temp)
+
+    def __enter__(self) -> Path:
+        os.close(self.stage())
+        assert self.temp is not None
         return self.temp
 
     def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
         try:
             if error_type is None:
-                os.chmod(self.temp, 0o666 & ~_UMASK)
-                self.published = _publish(self.temp, self.path, self.overwrite)
+                self.publish()
         finally:
-            if os.path.lexists(self.temp):
-                os.unlink(self.temp)
+            self.discard()
 
 
-def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> bool:
-    """Write `data` to `path` atomically; False if `path` already existed and was kept."""
-    target = AtomicFile(path, overwrite)
-    with target as temp, temp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return target.published
+def write_atomic(
+    path: Path, data: bytes, overwrite: bool = False, root: Path | None = None
+) -> bool:
+    """Write `data` to `path` atomically; False if `path` already existed and was kept. With
+    `root`, refused (containment.Outside) where `path` would leave it through a link."""
+    target = AtomicFile(path, overwrite, root=root)
+    try:
+        target.fill(data)
+        return target.publish()
+    finally:
+        target.discard()
 
 
 def _publish(temp: Path, path: Path, overwrite: bool) -> bool:
@@ -61,7 +114,7 @@ def _publish(temp: Path, path: Path, overwrite: bool) -> bool:
     except FileExistsError:
         return False
     except OSError:  # no hard links on this filesystem: check, then rename
-        if path.exists():
+        if os.path.lexists(path):
             return False
         os.replace(temp, path)
     return True

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
+from gbp_cli.errors import InputError
+from gbp_cli.outputs.containment import ensure_inside
 from gbp_cli.settings import Rendering, Smoothing
 
 PANEL = "panel"
@@ -15,15 +18,83 @@ NPY = "npy"
 DEFAULT_FORMAT = {"gradcam": "overlay"}
 # Which rendering settings shape each format's pixels (a change makes its old file stale).
 DRAWN_WITH = {
-    "color": ("contrast",),
-    "gray": ("clip",),
-    "heatmap": ("clip", "cmap"),
-    "overlay": ("clip", "cmap", "alpha"),
-    "pos": ("clip",),
-    "neg": ("clip",),
-    PANEL: ("clip", "cmap", "alpha", "contrast"),
-    NPY: (),
+    "color": ("contrast", "max_size"),
+    "gray": ("clip", "max_size"),
+    "heatmap": ("clip", "cmap", "max_size"),
+    "overlay": ("clip", "cmap", "alpha", "max_size"),
+    "pos": ("clip", "max_size"),
+    "neg": ("clip", "max_size"),
+    PANEL: ("clip", "cmap", "alpha", "contrast", "max_size"),
+    NPY: (),  # the raw map: no picture, no size
 }
+
+
+# The longest name gbp makes from an output's name, `.<name>.json.<8 random>.part` (a `.npy`'s
+# record's temp file), is 20 bytes longer; a map's thumbnail's temp file under .thumbs, 19.
+HEADROOM = 20
+NAME_MAX, PATH_MAX = 255, 4096  # where the file system does not say
+
+
+def too_long(path: Path, least: bool = False) -> str | None:
+    """Why the file system cannot hold `path` with every name gbp derives from it (its temp file,
+    its record, its thumbnail), or None. Limits are in bytes, as the file system counts them,
+    read from the nearest folder that exists (NAME_MAX, PATH_MAX). `least`: `path` is the
+    shortest the name can be (--top-k, before the class is known)."""
+    name_max, path_max = _limits(path.parent)
+    name = os.fsencode(path.name)
+    if len(name) + HEADROOM > name_max:
+        return (
+            f"the name of its output {_short(path.name)} would be {'at least ' * least}"
+            f"{len(name)} bytes long; this file system allows {name_max} bytes per name "
+            f"(NAME_MAX) and gbp needs {HEADROOM} more for its temp and record files, so at most "
+            f"{name_max - HEADROOM}: give the photo a name {len(name) + HEADROOM - name_max} "
+            f"bytes shorter"
+        )
+    for part in path.parent.parts:
+        if len(os.fsencode(part)) > name_max:
+            return (
+                f"its output folder {_short(part)} would have a {len(os.fsencode(part))}-byte "
+                f"name; this file system allows {name_max} bytes per name (NAME_MAX)"
+            )
+    whole = len(os.fsencode(os.path.abspath(path)))
+    if whole + HEADROOM >= path_max:
+        return (
+            f"its output's path would be {whole} bytes long; this file system allows "
+            f"{path_max - 1} (PATH_MAX) and gbp needs {HEADROOM} more: choose a shorter -o"
+        )
+    return None
+
+
+def writable(path: Path, root: Path | None, least: bool = False) -> None:
+    """Refuse (InputError, one line for its input) an output the file system cannot name, with
+    the temp and record files gbp derives from it, or one that would land outside `root` (`-o`)
+    through a link. `least`: as for too_long."""
+    why = too_long(path, least)
+    if why is not None:
+        raise InputError(why)
+    if root is not None:
+        ensure_inside(root, path)
+
+
+def _limits(folder: Path) -> tuple[int, int]:
+    """NAME_MAX and PATH_MAX of the file system `folder` will be on (its nearest existing
+    ancestor's)."""
+    existing = os.path.abspath(folder)
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    try:
+        name_max, path_max = (
+            os.pathconf(existing, "PC_NAME_MAX"),
+            os.pathconf(existing, "PC_PATH_MAX"),
+        )
+    except (OSError, ValueError):
+        return NAME_MAX, PATH_MAX
+    return name_max if name_max > 0 else NAME_MAX, path_max if path_max > 0 else PATH_MAX
+
+
+def _short(name: str) -> str:
+    """A long name as a message shows it: its start and end."""
+    return name if len(name) <= 60 else f"{name[:24]}…{name[-32:]}"
 
 
 def class_tag(index: int, label: str) -> str:

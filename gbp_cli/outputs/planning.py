@@ -16,7 +16,7 @@ from gbp_cli.backends.base import ModelInfo
 from gbp_cli.errors import InputError
 from gbp_cli.inputs.find import Source
 from gbp_cli.inputs.preprocess import Prepared
-from gbp_cli.outputs.naming import NPY, PANEL, Outputs, class_tag, file_name
+from gbp_cli.outputs.naming import NPY, PANEL, Outputs, class_tag, file_name, writable
 from gbp_cli.outputs.records import Provenance, Undecided, conflict, decide, look, undecided
 
 
@@ -127,8 +127,11 @@ class Planner:
         return dataclasses.replace(self, _claims={})
 
     def claim(self, source: Source, planned: list[Planned]) -> list[Planned]:
-        """Refuse the input if another input of this run already has one of these paths."""
+        """Refuse the input if another input of this run already has one of these paths, if one
+        is an input, or if one cannot be written: a name too long for the file system, or a
+        path that a link inside `-o` sends outside it."""
         for output in planned:
+            writable(output.path, self.outputs.out_dir)
             key = os.path.abspath(output.path)
             other = self._claims.setdefault(key, source)
             if other is not source:
@@ -160,9 +163,12 @@ class Planner:
     def _existing_per_class(self, source: Source, prepared: Prepared) -> list[Path] | None:
         """With --top-k the names hold the classes, unknown until the model runs: look for
         files of this stem whose record is this input, these settings and this rank."""
+        folder = self.outputs.out_dir / source.stem.parent
+        for method, fmt in self.outputs.kinds():  # the class joins the names once it is known
+            shortest = folder / file_name(source.stem.name, method, fmt, "0")
+            writable(shortest, self.outputs.out_dir, least=True)
         if self.overwrite:
             return None
-        folder = self.outputs.out_dir / source.stem.parent
         try:
             names = os.listdir(folder)
         except OSError:
@@ -173,18 +179,19 @@ class Planner:
             ranks = [None] if fmt == PANEL else list(range(1, self.top_k + 1))
             suffix = file_name("", method, fmt)  # ".guided.color.png"
             tagged = re.compile(re.escape(source.stem.name) + r"\.\d+-[^.]*" + re.escape(suffix))
-            candidates = [
-                folder / n
+            candidates = {  # each looked at once: a PNG's look reads it whole
+                folder / n: look(folder / n)
                 for n in names
                 if tagged.fullmatch(n) or n == file_name(source.stem.name, method, fmt)
-            ]
+            }
             for rank in ranks:
                 wanted = self.provenance(source, prepared.digest, method, fmt, rank)
-                match = next((p for p in candidates if conflict(look(p), wanted) is None), None)
+                fits = (p for p, found in candidates.items() if conflict(found, wanted) is None)
+                match = next(fits, None)
                 if match is None:
                     return None
                 kept.append(match)
-                why = undecided(look(match), wanted) or why
+                why = undecided(candidates[match], wanted) or why
         if why is not None:
             raise Undecided(why)
         return kept

@@ -1,21 +1,28 @@
 """What every output records about its origin, so that a rerun keeps only what truly matches.
 
-A PNG carries the record in its text chunks; a `.npy` in a sidecar `<name>.npy.json`, written
-before it and holding the array's own SHA-256, so a crash between the two is caught. "Kept" means:
-this exact input content, these exact settings (the weights by name and content among them).
-Anything else in the way is a conflict, a sidecar that gbp did not write included.
+A PNG carries the record in its text chunks, with the SHA-256 of its image chunks, so a cut or
+changed file is caught; a `.npy` in a sidecar `<name>.npy.json`, published before it and holding
+the array's own SHA-256. "Kept" means: this exact input content, these exact settings (the weights
+by name and content among them), and the file whole as gbp wrote it. Anything else in the way is
+a conflict, a sidecar that gbp did not write included.
+
+Whose file is it? A PNG that carries gbp's record is gbp's, even damaged (its record says so):
+--overwrite redoes it like a stale output. An array is gbp's only if it is the one its record
+names: one that is not (a user's put in its place, or one changed since) is not a file gbp wrote,
+and is never replaced.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from gbp_cli.errors import InputError
-from gbp_cli.fingerprints import is_gbp_png, sha256_file
+from gbp_cli.fingerprints import IMAGE_DIGEST, is_gbp_png, png_image_digest, sha256_file
 
 INPUT, SOURCE, SETTINGS = "gbp:input", "gbp:source-sha256", "gbp:settings"
 ARRAY = "sha256"  # a sidecar's digest of its .npy
@@ -89,16 +96,28 @@ def read_sidecar(path: Path) -> dict | None:
 
 @dataclass(frozen=True)
 class Found:
-    """What is at an output's path: nothing, a file gbp wrote (with its record), or another."""
+    """What is at an output's path: nothing, a file gbp wrote (with its record), or another.
+    `why`: what makes it unfit to keep whatever the settings (damage, a record that does not
+    cover it), or why it is not gbp's."""
 
     exists: bool
     ours: bool = False
     provenance: Provenance | None = None
+    why: str | None = None
 
 
 def look(path: Path) -> Found:
-    """Inspect the file at an output path without trusting it."""
-    if not path.exists() and not path.is_symlink():
+    """Inspect the file at an output path without trusting it. A file that cannot even be
+    looked at is an InputError (one line for its input)."""
+    try:
+        return _look(path)
+    except OSError as e:
+        reason = os.strerror(e.errno).lower() if e.errno else str(e)
+        raise InputError(f"cannot look at {path}: {reason}") from None
+
+
+def _look(path: Path) -> Found:
+    if not os.path.lexists(path):
         return Found(False)
     if path.is_symlink() or not path.is_file():
         return Found(True)
@@ -106,28 +125,39 @@ def look(path: Path) -> Found:
         record = read_sidecar(sidecar(path))
         if record is None:
             return Found(True)
-        try:
-            intact = record[ARRAY] == sha256_file(path)
-        except OSError:
-            return Found(True)
-        return Found(True, True, Provenance.from_chunks(record) if intact else None)
+        if record[ARRAY] != sha256_file(path):
+            why = f"does not match gbp's record beside it ({sidecar(path).name})"
+            return Found(True, why=f"{why}, so it is not the array gbp wrote")
+        return Found(True, True, Provenance.from_chunks(record))
     try:
         with Image.open(path) as image:
             info = dict(image.info)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+            kind = image.format
+    except OSError as e:
+        if e.errno is not None:  # the file system's refusal, not the file's content
+            raise
         return Found(True)
-    if image.format != "PNG" or not is_gbp_png(info):
+    except (ValueError, SyntaxError, EOFError):
         return Found(True)
+    if kind != "PNG" or not is_gbp_png(info):
+        return Found(True)
+    with path.open("rb") as handle:
+        image_digest = png_image_digest(handle)
+    if image_digest is None or image_digest != info.get(IMAGE_DIGEST, image_digest):
+        return Found(True, True, why="is damaged (cut short or changed since gbp wrote it)")
+    if IMAGE_DIGEST not in info:
+        older = "was written by an older gbp, whose record does not cover its pixels"
+        return Found(True, True, why=older)
     return Found(True, True, Provenance.from_chunks(info))
 
 
 def conflict(found: Found, wanted: Provenance) -> str | None:
     """None if the existing output may be kept as it is, else why not (one line)."""
     if not found.ours:
-        return "is not a file gbp wrote"
+        return found.why or "is not a file gbp wrote"
     had = found.provenance
-    if had is None:
-        return "was written by gbp without a complete record"
+    if found.why is not None or had is None:
+        return found.why or "was written by gbp without a complete record"
     if had.source != wanted.source:
         return f"holds the map of another input ({had.input})"
     keys = [
@@ -166,7 +196,7 @@ def foreign_sidecar(path: Path) -> str | None:
     if path.suffix != ".npy":
         return None
     record = sidecar(path)
-    if not record.exists() and not record.is_symlink():
+    if not os.path.lexists(record):
         return None
     if read_sidecar(record) is not None:
         return None
@@ -174,10 +204,10 @@ def foreign_sidecar(path: Path) -> str | None:
 
 
 def decide(path: Path, wanted: Provenance, overwrite: bool) -> str:
-    """ "new" (nothing there), "kept" (identical output there) or "replace" (gbp's own output of
-    other settings, with --overwrite); anything else in the way is an InputError (a `.npy`'s
-    sidecar included). With a record --dry-run cannot complete, "unknown" where "kept" would
-    depend on what it cannot know."""
+    """ "new" (nothing there), "kept" (identical output there, whole) or "replace" (gbp's own
+    output of other settings, or damaged, with --overwrite); anything else in the way is an
+    InputError (a `.npy`'s sidecar included). With a record --dry-run cannot complete,
+    "unknown" where "kept" would depend on what it cannot know."""
     found = look(path)
     if not found.exists:
         refusal = foreign_sidecar(path)

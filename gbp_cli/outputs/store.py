@@ -2,8 +2,15 @@
 
 Nothing a user had is lost: a file gbp did not write is never replaced (not even with
 --overwrite; a `.npy`'s sidecar record neither), and an output of another photo or of other
-settings is a conflict unless --overwrite. (That no output lands on an input of the run is
-checked when outputs are planned.)
+settings is a conflict unless --overwrite. Nothing is written outside `-o` (given as `root`):
+an output that a link inside it would send elsewhere is refused. An output whose name, with the
+temp and record files gbp derives from it, the file system cannot hold is refused before
+anything is tried. (That no output lands on an input of the run is checked when outputs are
+planned.)
+
+A `.npy` and its record are both written in full to temp files before either is published, the
+record first: a full disk fails while nothing is published, and an array never stands without its
+record. Where publishing the array fails after its record was, the record is withdrawn.
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ from pathlib import Path
 
 from gbp_cli.errors import InputError, RunStopped
 from gbp_cli.fingerprints import sha256_bytes
-from gbp_cli.outputs.atomic import write_atomic
-from gbp_cli.outputs.records import ARRAY, Provenance, decide, foreign_sidecar, sidecar
+from gbp_cli.outputs.atomic import AtomicFile, write_atomic
+from gbp_cli.outputs.containment import escape
+from gbp_cli.outputs.naming import writable
+from gbp_cli.outputs.records import ARRAY, Provenance, decide, foreign_sidecar, look, sidecar
 
 STALE_AFTER = 60.0  # seconds: a temp file older than the run by this much is an interrupted run's
 _TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.part$")  # AtomicFile's names: .<name>.<random>.part
@@ -30,15 +39,19 @@ _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 class Store:
     """Writes one run's outputs; shared by the writer threads."""
 
-    def __init__(self, overwrite: bool, log: Callable[[str], None]) -> None:
+    def __init__(
+        self, overwrite: bool, log: Callable[[str], None], root: Path | None = None
+    ) -> None:
         self.overwrite = overwrite
         self.log = log
+        self.root = root  # `-o`: nothing is written outside it (None: not checked here)
         self.started = time.time()
         self._folders: set[Path] = set()
         self._lock = threading.Lock()
 
     def save(self, path: Path, data: bytes, provenance: Provenance) -> bool:
         """Write `data` at `path`; False if an identical output was already there (kept)."""
+        writable(path, self.root)
         verdict = decide(path, provenance, self.overwrite)
         if verdict == "kept":
             return False
@@ -54,22 +67,42 @@ class Store:
         return written or decide(path, provenance, overwrite=False) != "kept"
 
     def _write(self, path: Path, data: bytes, provenance: Provenance, replace: bool) -> bool:
-        if path.suffix == ".npy":  # the record first: an array never stands without one
+        if path.suffix == ".npy":
             record = json.dumps({**provenance.chunks(), ARRAY: sha256_bytes(data)}).encode()
-            self._write_sidecar(path, record)
-        return write_atomic(path, data, overwrite=replace)
+            return self._write_array(path, data, record, replace)
+        return write_atomic(path, data, overwrite=replace, root=self.root)
 
-    def _write_sidecar(self, path: Path, record: bytes) -> None:
-        """Write a `.npy`'s record where nothing is, or over gbp's own record (its array's, or
+    def _write_array(self, path: Path, data: bytes, record: bytes, replace: bool) -> bool:
+        """A `.npy` and its record: both staged in full, then the record published, then the
+        array. To replace gbp's own array, it is removed before the new record is published, so
+        no array ever stands beside a record that is not its own."""
+        record_file = AtomicFile(sidecar(path), root=self.root)
+        array_file = AtomicFile(path, root=self.root)
+        try:
+            record_file.fill(record)
+            array_file.fill(data)  # a full disk stops here, with nothing published
+            if replace and look(path).ours:
+                os.unlink(path)  # what is left until the new one is in: a record alone (redone)
+            self._publish_record(path, record_file)
+            try:
+                return array_file.publish()
+            except BaseException:
+                _withdraw(sidecar(path), record)
+                raise
+        finally:
+            record_file.discard()
+            array_file.discard()
+
+    def _publish_record(self, path: Path, record_file: AtomicFile) -> None:
+        """Publish a `.npy`'s record where nothing is, or over gbp's own record (its array's, or
         one a killed run left without an array); never over a file gbp did not write, not even
         one that appeared since the output was planned."""
-        target = sidecar(path)
-        if write_atomic(target, record, overwrite=False):
+        if record_file.publish(overwrite=False):
             return
         refusal = foreign_sidecar(path)
         if refusal is not None:
             raise InputError(refusal)
-        write_atomic(target, record, overwrite=True)
+        record_file.publish(overwrite=True)
 
     def _tidy(self, folder: Path) -> None:
         """Once per folder: remove temp files an earlier, killed run left (kill -9 can't be
@@ -78,19 +111,40 @@ class Store:
             if folder in self._folders:
                 return
             self._folders.add(folder)
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            return
-        removed = 0
-        for entry in entries:
-            if not _TEMP.match(entry.name):
-                continue
-            try:
-                if entry.stat(follow_symlinks=False).st_mtime < self.started - STALE_AFTER:
-                    os.unlink(entry.path)
-                    removed += 1
-            except OSError:
-                pass
+        removed = remove_stale_temps(folder, self.started, self.root)
         if removed:
             self.log(f"removed {removed} stale temp file(s) left by an interrupted run in {folder}")
+
+
+def remove_stale_temps(folder: Path, started: float, root: Path | None = None) -> int:
+    """Remove the temp files (AtomicFile's) an earlier, killed run left in `folder`, if they are
+    older than a run that started at `started` (epoch seconds) by STALE_AFTER; how many. One
+    rule for every folder gbp writes to: outputs, the page and its thumbnails. Given `root`
+    (`-o`), nothing is removed from a folder that a link sends outside it."""
+    if root is not None and escape(root, folder / "-") is not None:
+        return 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    removed = 0
+    for entry in entries:
+        if not _TEMP.match(entry.name):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime < started - STALE_AFTER:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def _withdraw(record_path: Path, record: bytes) -> None:
+    """Remove the record just published for an array that could not be, if it is still that
+    record (best effort: one left behind is redone by the next run, like a killed run's)."""
+    try:
+        if record_path.read_bytes() == record:
+            os.unlink(record_path)
+    except OSError:
+        pass

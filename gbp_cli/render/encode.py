@@ -6,12 +6,13 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, PngImagePlugin
 
 from gbp_cli.backends.base import ModelInfo
+from gbp_cli.fingerprints import with_image_digest
 from gbp_cli.inputs.preprocess import Prepared
 from gbp_cli.outputs.naming import NPY, PANEL, Outputs
 from gbp_cli.outputs.records import Provenance
+from gbp_cli.render.png import encode_png
 from gbp_cli.version import __version__
 
 PHOTO_FORMATS = ("overlay", PANEL)  # these need the decoded photo kept beside the model input
@@ -28,14 +29,10 @@ class Target:
 
 
 def png_bytes(pixels: np.ndarray, metadata: dict[str, str]) -> bytes:
-    """Encode an RGB/L image with text chunks saying exactly what produced it."""
-    info = PngImagePlugin.PngInfo()
-    for key, value in metadata.items():
-        info.add_itxt(key, value)
-    buffer = io.BytesIO()
-    # Saliency maps are noise-like: zlib level 1 is about 1.5× faster than 6 for ~10% more bytes.
-    Image.fromarray(pixels).save(buffer, format="PNG", pnginfo=info, compress_level=1)
-    return buffer.getvalue()
+    """Encode an RGB/L image with text chunks saying exactly what produced it (gbp_cli.render.png
+    says how, and why not Pillow's encoder)."""
+    # The record covers the pixels too: a cut or changed file is never taken as kept.
+    return with_image_digest(encode_png(pixels, metadata))
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

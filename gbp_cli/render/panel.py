@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from gbp_cli.inputs.preprocess import Geometry
+from gbp_cli.inputs.preprocess import Geometry, picture_photo
 from gbp_cli.render.pictures import color, on_photo, overlay
 from gbp_cli.settings import DEFAULT_RENDERING, Rendering
 
@@ -26,6 +26,8 @@ def panel(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    geometry = geometry.bounded(style.max_size)
+    photo = picture_photo(photo, geometry)
     shown = photo.crop(geometry.box)
     shown.thumbnail((DISPLAY, DISPLAY))
     grid: list[list[tuple[str, Image.Image]]] = []

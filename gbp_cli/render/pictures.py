@@ -7,10 +7,12 @@ A map is H×W×C (C = 3 for gradients, 1 for Grad-CAM) at the model's 224×224 i
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from PIL import Image
 
-from gbp_cli.inputs.preprocess import Geometry
+from gbp_cli.inputs.preprocess import Geometry, picture_photo
 from gbp_cli.settings import DEFAULT_RENDERING, Rendering
 
 CLIP, CMAP, ALPHA, CONTRAST = Rendering.clip, Rendering.cmap, Rendering.alpha, Rendering.contrast
@@ -53,10 +55,19 @@ def gray(saliency: np.ndarray, clip: float = CLIP) -> Image.Image:
 
 
 def colormap(values: np.ndarray, cmap: str) -> np.ndarray:
-    """H×W in [0, 1] through a matplotlib colormap → H×W×3 in [0, 1]."""
+    """H×W in [0, 1] through a matplotlib colormap → H×W×3 in [0, 1] (float32): its table,
+    indexed as matplotlib indexes it (⌊v·N⌋, 1 at the last entry), without its per-call cost."""
+    table = _table(cmap)
+    index = np.minimum((np.nan_to_num(values) * len(table)).astype(np.intp), len(table) - 1)
+    return table[np.maximum(index, 0)]
+
+
+@functools.lru_cache(maxsize=8)
+def _table(cmap: str) -> np.ndarray:
     import matplotlib
 
-    return matplotlib.colormaps[cmap](values)[..., :3]
+    colors = matplotlib.colormaps[cmap]
+    return colors(np.arange(colors.N))[:, :3].astype(np.float32)
 
 
 def heatmap(saliency: np.ndarray, clip: float = CLIP, cmap: str = CMAP) -> Image.Image:
@@ -101,14 +112,14 @@ def overlay(
     left, top, right, bottom = geometry.box
     size = (right - left, bottom - top)
     strength = Image.fromarray(intensity(saliency, clip).astype(np.float32), "F")
-    strength_there = np.asarray(strength.resize(size, Image.BILINEAR), dtype=np.float64)
-    heat = colormap(np.clip(strength_there, 0, 1), cmap)
-    base = np.asarray(photo.convert("RGB"), dtype=np.float64) / 255.0
-    region = base[top:bottom, left:right]
-    weight = alpha * np.sqrt(np.clip(strength_there, 0, 1))[..., None]
-    blended = base.copy()
-    blended[top:bottom, left:right] = region * (1 - weight) + heat * weight
-    return _rgb(blended)
+    there = np.clip(np.asarray(strength.resize(size, Image.BILINEAR)), 0, 1)
+    heat = colormap(there, cmap) * np.float32(255)
+    weight = (np.float32(alpha) * np.sqrt(there))[..., None]
+    pixels = np.array(photo.convert("RGB"))
+    region = pixels[top:bottom, left:right].astype(np.float32)
+    blended = region + (heat - region) * weight  # region·(1 − w) + heat·w, in float32
+    pixels[top:bottom, left:right] = np.round(blended).astype(np.uint8)
+    return Image.fromarray(pixels, "RGB")
 
 
 def render(
@@ -118,9 +129,12 @@ def render(
     photo: Image.Image | None = None,
     style: Rendering = DEFAULT_RENDERING,
 ) -> Image.Image:
-    """One per-map format, at the photo's geometry."""
+    """One per-map format, at the photo's geometry scaled to `style.max_size` (the kept photo is
+    usually at that size already: see gbp_cli.inputs.preprocess.prepare_image)."""
+    geometry = geometry.bounded(style.max_size)
     if fmt == "overlay":
         assert photo is not None
+        photo = picture_photo(photo, geometry)
         return overlay(saliency, photo, geometry, style.clip, style.cmap, style.alpha)
     pictures = {
         "color": lambda: color(saliency, style.contrast),
