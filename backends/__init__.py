@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from types import ModuleType
 
 from .base import (
@@ -27,6 +29,9 @@ __all__ = [
     "WeightsSpec",
     "backend_module",
     "open_backend",
+    "register",
+    "registered",
+    "restore",
 ]
 
 # The built-in backends: name → (modules to import in order, the last one the backend;
@@ -35,6 +40,36 @@ BUILT_IN: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "torch": ((".torch.backend",), ("torch", "torchvision"), "torch"),
     "tf": ((".tf.env", ".tf.backend"), ("tensorflow", "keras", "h5py"), "tf"),
 }
+
+
+Entry = tuple[tuple[str, ...], tuple[str, ...], str]
+
+
+def register(name: str, module: str, needs: tuple[str, ...] = (), extra: str = "") -> Entry | None:
+    """Make the backend `name` (torch, tf, or a new one) load `module` — a backend of your own
+    under a built-in name, or the tests' stand-in; returns what `name` loaded before, for
+    `restore`."""
+    before = BUILT_IN.get(name)
+    BUILT_IN[name] = ((module,), needs, extra)
+    return before
+
+
+def restore(name: str, before: Entry | None) -> None:
+    """Undo `register`: `name` loads what it loaded before (or nothing, if it was new)."""
+    if before is None:
+        BUILT_IN.pop(name, None)
+    else:
+        BUILT_IN[name] = before
+
+
+@contextlib.contextmanager
+def registered(name: str, module: str) -> Iterator[None]:
+    """`register` for the length of a `with` block."""
+    before = register(name, module)
+    try:
+        yield
+    finally:
+        restore(name, before)
 
 
 def backend_module(name: str) -> ModuleType:

@@ -184,6 +184,13 @@ class Backend(ABC):
         also return the Grad-CAM layer's output and its ordinary gradients.
         """
 
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """The logits (N, classes) of a forward pass alone, for the many perturbed copies
+        `gbp evaluate` scores: no gradient is taken, so nothing of the pass is kept. The torch
+        and TF backends run it without autograd or a tape; this default, for a backend of your
+        own, is `explain` with no methods."""
+        return self.explain(images, []).logits
+
     @abstractmethod
     def state(self) -> dict[str, np.ndarray]:
         """The weights as torchvision-layout numpy arrays (backends/densenet.py's naming)."""

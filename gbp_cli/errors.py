@@ -33,6 +33,8 @@ class ArgumentError(GbpError, ValueError):
 class InputError(GbpError):
     """One input cannot be used; it is reported and the run goes on (exit 1 at the end)."""
 
+    exit_code = 1
+
 
 class ImageError(InputError, ValueError):
     """An image argument that is not a photo as it stands (its dtype, range, shape or values);
@@ -44,6 +46,8 @@ class NotAnInput(GbpError):
 
 
 class RunStopped(GbpError):
-    """Going on would only fail every remaining input (a full disk, a closed stdout): stop now."""
+    """Going on would only fail every remaining input (a full disk, a closed stdout): stop now.
+    An engine hands on what the run had done by then (`summary`), for the closing line."""
 
     exit_code = 1
+    summary: object = None  # the engine's Summary so far

@@ -29,7 +29,7 @@ from gbp_cli.api.options import api_terms
 from gbp_cli.api.results import image_maps
 from gbp_cli.backends.base import Backend, Explanation, ModelSpec, WeightsSpec
 from gbp_cli.engines.base import Job
-from gbp_cli.engines.results import write_result
+from gbp_cli.engines.writing import write_result
 from gbp_cli.errors import ArgumentError, InputError, NotAnInput
 from gbp_cli.inputs.find import named
 from gbp_cli.inputs.preprocess import Prepared

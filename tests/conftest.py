@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,7 @@ def one_line(text: str) -> str:
 FAKE = (
     f"sys.path.insert(0, {str(ROOT)!r})\n"
     "from gbp_cli import backends\n"
-    "backends.BUILT_IN['torch'] = (('tests.fake_backend',), (), 'torch')\n"
+    "backends.register('torch', 'tests.fake_backend')\n"
 )
 
 
@@ -198,11 +198,25 @@ def _own_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--backend torch` gives the milliseconds-fast stand-in of tests/fake_backend.py."""
+def stand_in() -> Iterator[Callable[..., None]]:
+    """`stand_in(name, module)`: the backend `name` loads `module` (by default the stand-in of
+    tests/fake_backend.py) for one test, through gbp's own `register`; restored after."""
     from gbp_cli import backends
 
-    monkeypatch.setitem(backends.BUILT_IN, "torch", (("tests.fake_backend",), (), "torch"))
+    undo: list[tuple[str, object]] = []
+
+    def use(name: str, module: str = "tests.fake_backend") -> None:
+        undo.append((name, backends.register(name, module)))
+
+    yield use
+    for name, before in reversed(undo):
+        backends.restore(name, before)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def fake(stand_in: Callable[..., None]) -> None:
+    """`--backend torch` gives the milliseconds-fast stand-in of tests/fake_backend.py."""
+    stand_in("torch")
 
 
 @pytest.fixture(autouse=True, scope="module")

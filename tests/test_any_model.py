@@ -71,6 +71,18 @@ def fails():
     sys.exit("cannot find my data")
 
 
+class Quitter(Net):
+    def forward(self, x):
+        if len(x) > 1:  # the load-time probe's single image passes; the run's batch does not
+            sys.exit(3)
+        return super().forward(x)
+
+
+def exits_later():
+    torch.manual_seed(0)
+    return Quitter()
+
+
 def not_a_model():
     return {"weights": 1}
 """
@@ -149,14 +161,17 @@ def test_your_own_model_from_a_factory(factory: str, tmp_path: Path) -> None:
         ("{f}:quits", "quits() called sys.exit()"),
         ("{f}:fails", "fails() called sys.exit('cannot find my data')"),
         ("exits_on_import:build", "cannot import exits_on_import (sys.exit(3))"),
+        ("{f}:exits_later", "its forward pass called sys.exit(3)"),
     ],
 )
 def test_a_factory_that_fails_is_one_line(
     name: str, message: str, factory: str, tmp_path: Path
 ) -> None:
-    photo = make_photo(tmp_path / "p.png")
-    result = gbp("explain", photo, "--weights", "random", "--model", name.format(f=factory))
-    assert result.exit_code == 2 and message in one_line(result.stderr)
+    photo, other = make_photo(tmp_path / "p.png"), make_photo(tmp_path / "q.png", seed=1)
+    model = ["--model", name.format(f=factory), "--input-size", "32"]
+    result = gbp("explain", photo, other, "-o", tmp_path / "out", "--weights", "random", *model)
+    assert result.exit_code == 2 and message in result.stderr.splitlines()[-1], result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 2
 
 
 def test_debug_shows_what_the_factory_raised_behind_the_line(factory: str, tmp_path: Path) -> None:
@@ -300,3 +315,25 @@ def test_gbp_models_lists_a_refused_network_with_its_reason() -> None:
     assert [r["name"] for r in records] == ["swin_v2_t", "resnet18"]
     assert records[0]["refused"].startswith("refused: a ReLU left autograd node")
     assert not records[0]["probed"] and records[1]["refused"] is None
+
+
+def test_a_changed_factory_or_labels_file_makes_old_outputs_conflicts(
+    factory: str, tmp_path: Path
+) -> None:
+    """The code of your own model and the class names a picture shows are in every record: a
+    rerun after either changed redoes nothing silently and keeps nothing stale."""
+    photo = make_photo(tmp_path / "p.png")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\nd\ne\n")
+    args = ["--model", f"{factory}:build", "--input-size", "32", "--labels", labels]
+    out = tmp_path / "o"
+    assert explain(photo, out, *args).exit_code == 0
+    assert json.loads(explain(photo, out, *args).stdout)["kept"]  # the same: kept
+    labels.write_text("v\nw\nx\ny\nz\n")
+    renamed = explain(photo, out, *args)
+    assert renamed.exit_code == 1 and "labels labels.txt" in renamed.stderr
+    labels.write_text("a\nb\nc\nd\ne\n")
+    source = tmp_path / "mynets.py"
+    source.write_text(source.read_text().replace("stride=4", "stride=3"))  # another network
+    rebuilt = explain(photo, out, *args)
+    assert rebuilt.exit_code == 1 and "model code mynets" in rebuilt.stderr

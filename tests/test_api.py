@@ -14,6 +14,7 @@ import threading
 import time
 import types
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -523,9 +524,9 @@ def test_threads_sharing_one_model_get_the_serial_maps_grad_cam_included() -> No
 
 @pytest.mark.filterwarnings("ignore:weights='random':UserWarning")  # the stand-in backend's
 def test_a_cold_cache_loads_a_model_once_however_many_threads_ask(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, stand_in: Callable[..., None]
 ) -> None:
-    from gbp_cli import backends, explain
+    from gbp_cli import explain
     from tests import fake_backend
 
     loads: list[int] = []
@@ -538,13 +539,20 @@ def test_a_cold_cache_loads_a_model_once_however_many_threads_ask(
     module = types.ModuleType("tests_slow_backend")
     module.load = slow_load  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "tests_slow_backend", module)
-    monkeypatch.setitem(backends.BUILT_IN, "torch", (("tests_slow_backend",), (), "torch"))
-    threads = [
-        threading.Thread(target=explain, args=(pixels(i),), kwargs={"weights": "random"})
-        for i in range(4)
-    ]
+    stand_in("torch", "tests_slow_backend")
+    explained: list[object] = []
+    failed: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            explained.append(explain(pixels(i), weights="random"))
+        except BaseException as e:  # a thread's failure must fail the test, not vanish
+            failed.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
     [t.start() for t in threads]
     [t.join() for t in threads]
+    assert failed == [] and len(explained) == 4
     assert len(loads) == 1
 
 

@@ -359,3 +359,15 @@ def test_bf16_runs_and_its_map_follows_fp32(tmp_path: Path) -> None:
         result = backend.explain(image, ["guided"], targets=np.array([[281]]))
         maps[precision] = result.saliency["guided"].ravel()
     assert np.corrcoef(maps["fp32"], maps["bf16"])[0, 1] > 0.9
+
+
+def test_a_names_byte_and_a_names_backslash_never_print_alike() -> None:
+    """Bytes that are not UTF-8 print as `\\xNN`; a backslash the name holds prints doubled,
+    so `caf\\xe9.png` (a backslash) and café in Latin-1 (one byte) stay apart on stdout."""
+    import os
+
+    from gbp_cli.cli.results import field
+
+    assert field(os.fsdecode(b"caf\xe9.png")) == "caf\\xe9.png"
+    assert field("caf\\xe9.png") == "caf\\\\xe9.png"
+    assert field("a\tb\nc") == "a\\tb\\nc"

@@ -337,8 +337,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     photos = folder_of_photos(root / "photos", 5, size=(120, 90))
     make_photo(photos / ODD, seed=9)
     (photos / "broken.png").write_bytes(b"not an image")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(backends.BUILT_IN, "torch", (("tests.fake_backend",), (), "torch"))
+    with backends.registered("torch", "tests.fake_backend"):
         result = gbp(
             "explain", photos, root / "missing.jpg", "--report", "--weights", "random",
             "--method", "guided", "--method", "gradcam", "--format", "color", "--format", "npy",

@@ -290,7 +290,7 @@ def test_the_shared_check_for_the_gallery(tmp_path: Path) -> None:
 
 
 def test_stale_temp_files_are_removed_only_inside_o(tmp_path: Path) -> None:
-    from gbp_cli.outputs.store import remove_stale_temps
+    from gbp_cli.outputs.atomic import remove_stale_temps
 
     out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
     out.mkdir()
@@ -647,3 +647,33 @@ def test_convert_overwrite_replaces_a_weights_file_the_user_names(
         "r.weights.h5",
         "resnet18.pth",
     ]
+
+
+def test_two_runs_racing_for_one_array_leave_one_runs_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another run publishes the same `.npy` between this run's record and its array: the
+    array that stays is the one this run's record names, never another's beside it."""
+    import numpy as np
+
+    from gbp_cli.fingerprints import sha256_bytes
+    from gbp_cli.outputs import atomic
+    from gbp_cli.outputs.records import Provenance, decide, sidecar
+    from gbp_cli.outputs.store import Store
+    from gbp_cli.render.encode import npy_bytes
+
+    path = tmp_path / "x.guided.npy"
+    original = atomic.AtomicFile.publish
+
+    def racing(self: atomic.AtomicFile, overwrite: bool | None = None) -> bool:
+        if self.path == path and not path.exists():
+            path.write_bytes(npy_bytes(np.ones((2, 2, 3))))  # the other run's, just published
+        return original(self, overwrite)
+
+    monkeypatch.setattr(atomic.AtomicFile, "publish", racing)
+    provenance = Provenance("x.png", "0" * 64, {"method": "guided"})
+    data = npy_bytes(np.zeros((2, 2, 3)))
+    assert Store(False, lambda _: None, root=tmp_path).save(path, data, provenance)
+    assert path.read_bytes() == data
+    assert json.loads(sidecar(path).read_text())["sha256"] == sha256_bytes(data)
+    assert decide(path, provenance, overwrite=False) == "kept"  # a whole pair, this run's

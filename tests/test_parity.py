@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +163,7 @@ def test_the_tolerances_are_the_promised_ones() -> None:
 
 
 def test_parity_exits_1_only_where_float64_disagrees_too(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stand_in: Callable[..., None]
 ) -> None:
     """A float32 miss that float64 clears is rounding or tie routing: said, and exit 0. Exit 1
     where float64 disagrees too, or cannot run."""
@@ -171,7 +172,7 @@ def test_parity_exits_1_only_where_float64_disagrees_too(
     from gbp_cli.cli import parity
 
     for name in ("torch", "tf"):  # two stand-ins: the same maps, so any tolerance below 0 fails
-        monkeypatch.setitem(backends.BUILT_IN, name, (("tests.fake_backend",), (), name))
+        stand_in(name)
     photo = make_photo(tmp_path / "p.png")
     assert gbp("parity", photo, "--weights", "random").exit_code == 0
     monkeypatch.setitem(parity.TOLERANCE, "guided", -1.0)

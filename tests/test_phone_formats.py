@@ -109,6 +109,9 @@ def test_a_lossless_heic_decodes_to_its_own_pixels(tmp_path: Path) -> None:
     for name in ("IMG_0001.HEIC", "still.heif", "misnamed.jpg"):  # known by content, not name
         path = save_heic(tmp_path / name, Image.fromarray(photo))
         np.testing.assert_array_equal(np.asarray(open_rgb(path)), photo)
+    generic = bytearray(path.read_bytes())  # major brand "mif1", as some phones write: Pillow's
+    generic[8:12] = b"mif1"  # AVIF reader accepts that brand first, declines, then pillow-heif
+    np.testing.assert_array_equal(np.asarray(decode(bytes(generic))), photo)
 
 
 def test_avif_decodes_as_pillow_decodes_it(tmp_path: Path) -> None:
@@ -388,6 +391,9 @@ def test_a_view_copy_is_bounded_and_made_again_when_its_photo_changes(tmp_path: 
     assert gallery_rows._thumbnail(photo, target, gallery_rows.VIEW, out, photo_link=True)
     with Image.open(target) as copy:
         assert copy.format == "JPEG" and max(copy.size) == gallery_rows.VIEW < 3000
+    made = target.stat()
+    assert gallery_rows._thumbnail(photo, target, gallery_rows.VIEW, out, photo_link=True)
+    assert (target.stat().st_ino, target.stat().st_mtime_ns) == (made.st_ino, made.st_mtime_ns)
     save_heic(photo, Image.fromarray(pixels(tmp_path, 32, (300, 200))))  # replaced
     assert gallery_rows._thumbnail(photo, target, gallery_rows.VIEW, out, photo_link=True)
     with Image.open(target) as copy:

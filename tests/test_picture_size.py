@@ -80,3 +80,20 @@ def test_the_png_writer_round_trips_every_pixel_and_its_text(shape: tuple[int, .
 def test_the_png_writer_refuses_what_is_no_picture() -> None:
     with pytest.raises(ValueError, match="not 4 channels"):
         encode_png(np.zeros((4, 4, 4), np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("size", "max_size"), [((4000, 5), 100), ((5, 4000), 100), ((10000, 5), 0)]
+)
+@pytest.mark.parametrize("resize", ["squash", "crop"])
+def test_a_sliver_of_a_photo_is_drawn_not_a_crash(
+    size: tuple[int, int], max_size: int, resize: str, tmp_path: Path
+) -> None:
+    """The crop's box, scaled down with the photo, keeps at least a pixel of width and height."""
+    photo = make_photo(tmp_path / "p.png", size=size)
+    other = make_photo(tmp_path / "q.png")
+    args = ["--resize", resize, "--max-size", str(max_size), "--method", "guided"]
+    args += ["--method", "gradcam", "--format", "color", "--format", "overlay", "--format", "panel"]
+    result = gbp("explain", photo, other, "-o", tmp_path / "out", *args)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 2

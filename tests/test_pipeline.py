@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -205,11 +206,9 @@ def test_smoothgrad_through_the_command_line(photos: Path, tmp_path: Path) -> No
 
 
 def test_tf_mode_reaches_the_tf_backend_only(
-    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    photos: Path, tmp_path: Path, stand_in: Callable[..., None]
 ) -> None:
-    from gbp_cli import backends
-
-    monkeypatch.setitem(backends.BUILT_IN, "tf", (("tests.fake_backend",), (), "tf"))
+    stand_in("tf")
     tf = gbp("explain", photos / "a.png", "--backend", "tf", "--tf-mode", "graph", "-o", tmp_path)
     assert "with torch graph on cpu" in tf.stderr  # the stand-in calls itself torch
     ignored = gbp("explain", photos / "a.png", "--tf-mode", "graph", "-o", tmp_path / "t")

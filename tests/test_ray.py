@@ -399,3 +399,27 @@ def test_phone_photos_are_decoded_on_the_workers_as_here(tmp_path: Path) -> None
     assert all(row["thumb"] for row in rows.values())
     assert rows["IMG_0001.HEIC"]["photo"].startswith(".thumbs/photos/")
     assert rows["IMG_0004.avif"]["photo"].endswith("IMG_0004.avif")  # a browser shows AVIF
+
+
+@pytest.mark.parametrize(
+    ("backend", "code", "line"),
+    [
+        ("tests.raising_backend", 2, "gbp: the model ran out of memory on this batch"),
+        (
+            "tests.buggy_backend",
+            1,
+            "gbp: internal error (a bug in gbp, please report it): KeyError: 'planner'",
+        ),
+    ],
+)
+def test_an_error_in_a_worker_ends_the_run_as_the_local_engine_ends_it(
+    backend: str, code: int, line: str, tmp_path: Path
+) -> None:
+    folder = photos(tmp_path / "in", 4)
+    args = ["--batch-size", "2", "-q", "--backend", backend]
+    local = gbp("explain", folder, "-o", tmp_path / "local", *args)
+    remote = gbp("explain", folder, "-o", tmp_path / "ray", *args, *RAY)
+    for result in (local, remote):
+        assert result.exit_code == code, result.output
+        assert result.stderr.splitlines()[-1].startswith(line), result.stderr
+    assert local.stdout.replace("local", "ray") == remote.stdout  # the same inputs reported

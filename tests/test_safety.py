@@ -350,3 +350,47 @@ def test_stale_temp_files_of_a_killed_run_are_removed(photos: Path, tmp_path: Pa
     assert result.exit_code == 0
     assert "removed 1 stale temp file" in result.stderr
     assert not stale.exists() and fresh.exists()
+
+
+@pytest.mark.usefixtures("fake")
+def test_a_run_a_full_disk_stops_still_says_what_it_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The line that says why it stopped, then the summary of what was done by then — and with
+    --report, the page's own line, since a full disk cannot take it either."""
+    from gbp_cli.outputs import atomic
+
+    for i in range(6):
+        make_photo(tmp_path / "in" / f"p{i}.png", seed=i)
+    fsync = atomic.os.fsync
+    calls: list[int] = []
+
+    def filling(fd: int) -> None:  # two outputs fit, then the disk is full
+        calls.append(fd)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", filling)
+    result = gbp("explain", tmp_path / "in", "-o", tmp_path / "out", "--batch-size", "1",
+                 "--report")  # fmt: skip
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert "no space left on device; stopping" in lines[-3]
+    assert lines[-2].startswith("gbp: cannot write the report in")
+    assert lines[-1].startswith("gbp: 2 inputs (2 explained, 0 failed, 0 kept)")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.usefixtures("fake")
+def test_top_k_outputs_of_classes_named_without_letters_are_kept(tmp_path: Path) -> None:
+    """Such a class is tagged by its index alone (`p.281.guided.color.png`): a rerun finds it."""
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(["★"] * 1000) + "\n")
+    photo = make_photo(tmp_path / "p.png")
+    args = ["explain", photo, "-o", tmp_path / "out", "--top-k", "2", "--labels", labels]
+    first = gbp(*args)
+    assert first.exit_code == 0 and all(p.name.count(".") == 4 for p in
+                                        (tmp_path / "out").rglob("*.png"))  # fmt: skip
+    again = gbp(*args, "--dry-run")
+    assert again.exit_code == 0 and again.stdout.split("\t")[1] == "kept", again.stdout

@@ -10,13 +10,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from gbp_cli import backends
 from gbp_cli.backends import weights_source
 from gbp_cli.backends.base import ModelSpec, WeightsSpec
 from gbp_cli.outputs.model_record import model_record
@@ -147,10 +147,10 @@ def test_dry_run_says_when_a_file_not_fetched_yet_decides(
 
 @pytest.mark.usefixtures("fake")
 def test_a_keras_application_file_replaced_is_other_weights(
-    photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stand_in: Callable[..., None]
 ) -> None:
     """--backend tf on the stand-in backend: the record reads Keras's cache as Keras would."""
-    monkeypatch.setitem(backends.BUILT_IN, "tf", (("tests.fake_backend",), (), "tf"))
+    stand_in("tf")
     monkeypatch.setitem(sys.modules, "keras", None)  # so $KERAS_HOME is read, as at Keras's import
     home = tmp_path / "keras-home"
     monkeypatch.setenv("KERAS_HOME", str(home))

@@ -248,6 +248,28 @@ class TFBackend(Backend):
             feature_grads=self._array(features[1])[:n] if cam else None,
         )
 
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """The logits of a forward pass with no tape: nothing is recorded for a gradient (gbp
+        evaluate's perturbed copies). Runs in the mode `plan` chose, as `explain` does."""
+        n = len(images)
+        batch = np.asarray(images, dtype=self.dtype.as_numpy_dtype)
+        if self.mode == "xla" and n < self.batch_size:  # one static shape: one compile
+            padding = np.zeros((self.batch_size - n, *batch.shape[1:]), batch.dtype)
+            batch = np.concatenate([batch, padding])
+        key = (self.mode, "forward")
+        if key not in self._functions:
+            forward = lambda x: self.model(x, training=False)  # noqa: E731
+            if self.mode == "eager":
+                self._functions[key] = forward
+            else:
+                spec = [tf.TensorSpec([None, *self.model.inputs[0].shape[1:]], self.dtype)]
+                self._functions[key] = tf.function(
+                    forward, input_signature=spec, jit_compile=self.mode == "xla"
+                )
+        with tf.device(self.device):
+            logits = self._functions[key](tf.convert_to_tensor(batch))
+        return self._array(logits)[:n]
+
     @property
     def dtype(self) -> tf.DType:
         """What the model takes and the maps come back in: float64 for fp64, else float32."""

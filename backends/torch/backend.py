@@ -191,9 +191,14 @@ class TorchBackend(Backend):
         bf16 = self.info.precision == "bf16"
         strict = not bf16 and self.device.type == "cuda"
         with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16), exact_fp32(strict):
-            result = explain_module(
-                self.model, x, methods, wanted, top_k, layer, self.spec.other_activations
-            )
+            try:
+                result = explain_module(
+                    self.model, x, methods, wanted, top_k, layer, self.spec.other_activations
+                )
+            except SystemExit as e:  # the user's forward: a sys.exit() there must not end gbp
+                raise BackendError(
+                    f"{self.info.model}: its forward pass called sys.exit({e.code!r})"
+                ) from e
         return Explanation(
             logits=_numpy(result.logits),
             targets=result.targets.cpu().numpy(),
@@ -210,6 +215,26 @@ class TorchBackend(Backend):
                 else _numpy(result.feature_grads.permute(0, 1, 3, 4, 2))
             ),
         )
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """The logits of a forward pass under no_grad: no graph is built, so nothing of it
+        outlives the call (gbp evaluate's perturbed copies: many passes, no gradients)."""
+        dtype = np.float64 if self.info.precision == "fp64" else np.float32
+        x = torch.from_numpy(np.ascontiguousarray(images, dtype=dtype)).permute(0, 3, 1, 2)
+        bf16 = self.info.precision == "bf16"
+        strict = not bf16 and self.device.type == "cuda"
+        with (
+            torch.no_grad(),
+            torch.autocast(self.device.type, torch.bfloat16, enabled=bf16),
+            exact_fp32(strict),
+        ):
+            try:
+                logits = self.model(x.to(self.device))
+            except SystemExit as e:  # the user's forward: a sys.exit() there must not end gbp
+                raise BackendError(
+                    f"{self.info.model}: its forward pass called sys.exit({e.code!r})"
+                ) from e
+        return _numpy(logits)
 
     def _check(self, methods: Sequence[str], cam: bool) -> None:
         """Refuse, before any work, what this model cannot give (explain_module re-checks)."""

@@ -92,7 +92,7 @@ def explain(
         batch_size=batch_size,
     )
     # The Explainer checked the model's content as it loaded it, a moment ago.
-    return explainer.explain_with(explainer._model, images, method, target, resize, smooth, noise)
+    return explainer.explain_with(explainer.loaded, images, method, target, resize, smooth, noise)
 
 
 def model(

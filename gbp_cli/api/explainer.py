@@ -90,6 +90,11 @@ class Explainer:
         return f"Explainer({info.model!r}, backend={info.backend!r}, classes={info.num_classes})"
 
     @property
+    def loaded(self) -> tuple[Loaded, list[str]]:
+        """The model as last loaded and its class names, replaced as one (threads read it)."""
+        return self._model
+
+    @property
     def info(self) -> ModelInfo:
         """What was loaded: the model, its classes, activations, Grad-CAM layer, preprocessing."""
         return self._model[0].backend.info

@@ -18,7 +18,7 @@ from PIL import UnidentifiedImageError
 from gbp_cli.cli.results import field
 from gbp_cli.errors import InputError
 from gbp_cli.fingerprints import is_gbp_png, sha256_bytes
-from gbp_cli.inputs.find import Source, is_image_name
+from gbp_cli.inputs.find import Source, printable
 from gbp_cli.inputs.formats import open_image, unidentified
 from gbp_cli.inputs.preprocess import Prepared, read_input
 from gbp_cli.outputs.planning import Planner, Prediction
@@ -28,9 +28,7 @@ from gbp_cli.outputs.records import Undecided
 def verdict(source: Source, planner: Planner) -> tuple[str, str, list[Path]]:
     """(action, reason, files) for one input: write, kept, unknown, refused, failed or
     skipped."""
-    if not is_image_name(source.path.name):
-        return "failed", "not an image by its name", []
-    try:
+    try:  # a photo is read by what it holds, not by its name, as a run reads it
         data = read_input(source.path)
     except InputError as e:
         return "failed", str(e), []
@@ -62,12 +60,16 @@ def verdict(source: Source, planner: Planner) -> tuple[str, str, list[Path]]:
 def show(source: Source, action: str, reason: str, files: list[Path], as_json: bool) -> None:
     """One input's line (or JSON object) of the preview."""
     if as_json:
-        record = {"input": source.name, "action": action, "files": [str(f) for f in files]}
+        record = {
+            "input": source.name,
+            "action": action,
+            "files": [printable(str(f)) for f in files],
+        }
         if reason:
             record["reason"] = reason
         click.echo(json.dumps(record, ensure_ascii=False))
     else:
-        parts = [field(source.name), action, *(field(f) for f in files)]
+        parts = [field(source.path), action, *(field(f) for f in files)]
         click.echo("\t".join(parts + ([field(reason)] if reason else [])))
 
 

@@ -22,7 +22,7 @@ from gbp_cli.backends.base import ModelSpec
 from gbp_cli.cli.checks import early_target, model_spec, unique
 from gbp_cli.errors import GbpError, RunStopped
 from gbp_cli.inputs.find import STDIN, STDOUT, Source, discover, in_shard, walk
-from gbp_cli.outputs.model_record import model_record
+from gbp_cli.outputs.model_record import file_mark, model_record
 from gbp_cli.outputs.naming import Outputs
 from gbp_cli.saliency.labels import load_labels, resolve_target
 from gbp_cli.saliency.model import ModelChoice
@@ -198,9 +198,12 @@ def planner_for(
     from gbp_cli.outputs.planning import Planner
     from gbp_cli.render import DRAWING
 
+    model = dict(record if record is not None else unloaded_record(request))
+    if request.labels is not None:  # the class names a picture and its record show
+        model["labels"] = file_mark(request.labels)
     return Planner(
         outputs=request.outputs,
-        model=record if record is not None else unloaded_record(request),
+        model=model,
         target=target,
         top_k=request.top_k,
         info=info,
@@ -246,11 +249,12 @@ def execute(
     """Load the model once and explain every input."""
     from gbp_cli.cli.progress import Progress
     from gbp_cli.cli.results import Reporter, summary_line
-    from gbp_cli.engines.base import Job
+    from gbp_cli.engines.base import Job, Summary
     from gbp_cli.outputs.store import Store
 
     if isinstance(sources, list) and not sources:
         return failed_early
+    watched = not request.quiet and sys.stderr.isatty()  # before Ray turns stderr into a pipe
     engine = engine_for(request)
     choice = ModelChoice(
         request.backend,
@@ -281,7 +285,7 @@ def execute(
     total = len(sources) if listed else None  # type: ignore[arg-type]
     model.plan(total, request.batch_size)
     smoothing = request.outputs.smoothing
-    progress = Progress(total) if not request.quiet and sys.stderr.isatty() else None
+    progress = Progress(total) if watched else None
     reporter = Reporter(
         model.info,
         request.outputs.methods,
@@ -294,13 +298,16 @@ def execute(
     root = None if request.to_stdout else request.outputs.out_dir  # nothing written outside -o
     store = Store(request.overwrite, reporter.log, root=root)
     started = time.perf_counter()
+    stopped = 0  # 1 when a full disk (or a closed stdout) stopped the run: exit 1
     try:
         summary = engine.run(
             sources, model, job, reporter, store, progress.advance if progress else None
         )
     except RunStopped as e:
+        if progress is not None:
+            progress.close()
         click.echo(f"gbp: {e}; stopping", err=True)
-        return 1 + failed_early
+        summary, stopped = e.summary if isinstance(e.summary, Summary) else Summary(), 1
     finally:
         if progress is not None:
             progress.close()
@@ -314,13 +321,13 @@ def execute(
             click.echo(f"gbp: {message}", err=True)
 
         header = gallery.header(model.info, request.outputs, time.perf_counter() - started)
-        try:
+        try:  # the rows reported so far, also when the run was stopped
             gallery.update(request.outputs.out_dir, records, header, store.started, say)
-        except gallery.ReportNotWritten as e:
+        except (gallery.ReportNotWritten, GbpError) as e:  # after the run: its line, then its sum
             say(str(e))
             unwritten = 1
     if not request.quiet:
         mode = getattr(model, "mode", "")
         device = f"{model.info.backend}{' ' + mode if mode else ''} on {model.info.device}"
         click.echo(summary_line(summary, time.perf_counter() - started, device), err=True)
-    return max(summary.failed, unwritten)
+    return max(summary.failed, unwritten, stopped)

@@ -20,7 +20,7 @@ from typing import IO, Any
 import click
 
 from gbp_cli.cli import options
-from gbp_cli.errors import GbpError, InputError, RunStopped
+from gbp_cli.errors import GbpError
 from gbp_cli.version import __version__
 
 EPILOG = (
@@ -90,10 +90,8 @@ class Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # Click's own, and a command's exit status
-        except (InputError, RunStopped) as e:  # not expected this far up, but not a bug either
-            raise GbpCommandError(str(e), exit_code=1, debug=debug) from e
-        except GbpError as e:  # the family's base: BackendError and the rest (exit 2)
-            raise GbpCommandError(str(e), debug=debug) from e
+        except GbpError as e:  # the family: each says its exit status (2: usage or configuration)
+            raise GbpCommandError(str(e), exit_code=e.exit_code, debug=debug) from e
         except BrokenPipeError:
             raise StdoutClosed from None
         except Exception as e:
@@ -111,8 +109,9 @@ def cli(debug: bool) -> None:
     the class or the model's top layers (Adebayo et al. 2018). Read them as "what the network can
     see", not as proof of what it decided on.
 
-    Exit status: 0 done, 1 some inputs failed (or an internal error), 2 usage error, 130
-    interrupted, 141 stdout closed.
+    Exit status: 0 done, 1 some inputs failed (or a full disk stopped the run, or an internal
+    error), 2 usage or configuration error, 130 interrupted, 143 terminated (SIGTERM), 129 hung
+    up (SIGHUP), 141 stdout closed.
     """
     # The command line, not the library, quiets TensorFlow's native INFO lines for the process
     # (backends/tf/env.py holds back what this level no longer reaches); the user's own setting
@@ -223,6 +222,47 @@ def sanity(ctx: click.Context, inputs: tuple[str, ...], **chosen) -> None:
     from gbp_cli.cli.sanity import sanity_command
 
     ctx.exit(1 if sanity_command(inputs, **chosen) else 0)
+
+
+@cli.command()
+@options.compose(
+    options.INPUTS,
+    options.BACKEND,
+    options.MODEL_OPTIONS,
+    options.EVALUATE_METHOD,
+    options.METRIC,
+    options.STEPS,
+    options.BASELINE,
+    options.SEED,
+    options.WEIGHTS,
+    options.LABELS,
+    options.EVALUATE_OUT,
+    options.RESIZE,
+    options.EVALUATE_BATCH_SIZE,
+    options.DEVICE,
+    options.PRECISION,
+    options.TF_MODE,
+    options.NULL,
+    options.EVALUATE_JSON,
+    options.REPORT,
+    options.QUIET,
+)
+@click.pass_context
+def evaluate(ctx: click.Context, inputs: tuple[str, ...], **chosen) -> None:
+    """Which map can I trust for this model? How faithful each method's map is to the model.
+
+    Deletion and insertion (Petsiuk et al. 2018): the probability of the photo's top-1 class as
+    the pixels a map ranks highest are removed (lower area is better), or put back into a
+    blurred photo (higher is better). ROAD (Rong et al. 2022): removal most- and
+    least-relevant-first with noisy linear imputation, so the removed region's shape does not
+    give the class away (MoRF lower, LeRF higher, their gap higher is better). A random map and
+    the photo's edges (Sobel) are scored beside the methods: a map worth trusting beats both.
+    Prints a table (mean and 95% t-interval over the inputs, the best per score marked), writes
+    OUT/evaluate.png (the mean curves); --json gives every curve.
+    """
+    from gbp_cli.cli.evaluate import evaluate_command
+
+    ctx.exit(1 if evaluate_command(inputs, **chosen) else 0)
 
 
 @cli.command()

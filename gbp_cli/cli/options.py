@@ -14,6 +14,7 @@ import click
 from gbp_cli.backends import WeightsSpec
 from gbp_cli.backends.base import NORMALIZATIONS
 from gbp_cli.backends.rules import GRADIENT_METHODS, METHODS, OTHER_ACTIVATIONS
+from gbp_cli.faithfulness import BASELINES, METRICS
 from gbp_cli.settings import Rendering, Smoothing
 
 FORMAT_CHOICES = ("color", "gray", "heatmap", "overlay", "pos", "neg", "panel", "npy")
@@ -25,9 +26,9 @@ METHOD_HELP = (
 
 
 class OptionError(click.BadParameter):
-    """A value an option's type refused: one `gbp: …` line on stderr and exit 2, as every
-    usage problem gbp finds itself (Click's own checks, like a --method not in the list, keep
-    Click's usage text)."""
+    """A value an option's type refused: one `gbp: …` line on stderr and exit 2, as every usage
+    problem (Click's own checks, like a --method not in the list, are one line too: main's
+    usage_line)."""
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"gbp: {self.message}", err=True)
@@ -482,3 +483,61 @@ MODEL_OPTIONS = compose(MODEL, INPUT_SIZE, NORMALIZE, CAM_LAYER, OTHER_ACTIVATIO
 MODEL_NAMES = click.argument("names", nargs=-1)
 SOURCE = click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
 DESTINATION = click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
+
+# `gbp evaluate`: how faithful each map is to the model.
+EVALUATE_METHOD = _method(
+    tuple(METHODS),
+    METHOD_HELP.rsplit("  [default:", 1)[0] + "  [default: guided, vanilla and gradcam]",
+)
+METRIC = click.option(
+    "--metric",
+    "metrics",
+    type=click.Choice(METRICS),
+    multiple=True,
+    help="Repeatable. deletion: the class probability as the most relevant pixels are removed "
+    "(set to the normalisation's mean colour); insertion: as they are put back into a blurred "
+    "photo (both Petsiuk et al. 2018); road: most- and least-relevant-first removal with noisy "
+    "linear imputation (Rong et al. 2022).  [default: all three]",
+)
+STEPS = click.option(
+    "--steps",
+    type=click.IntRange(min=2),
+    default=20,
+    show_default=True,
+    metavar="N",
+    help="Steps of each curve: step k of N removes k/N of the pixels (ROAD stops at (N-1)/N, "
+    "where pixels are left to impute from).",
+)
+BASELINE = click.option(
+    "--baseline",
+    "baselines",
+    type=click.Choice((*BASELINES, "none")),
+    multiple=True,
+    help="Repeatable. Maps that know nothing of the model, scored beside the methods: random "
+    "(seeded), edges (the Sobel magnitude of the photo); none for neither.  "
+    "[default: random and edges]",
+)
+SEED = click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seeds the random map, the order of equally relevant pixels and ROAD's noise.",
+)
+EVALUATE_BATCH_SIZE = click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Perturbed copies per forward pass, across steps, maps and photos; photos are "
+    "explained N/8 at a time (at least one).",
+)
+EVALUATE_OUT = _out(
+    "evaluate",
+    "DIR",
+    "Folder for the plot of the mean curves (evaluate.png) and, with --report, the page.",
+)
+EVALUATE_JSON = _json(
+    "One JSON object per input, map and metric, with its curves; then one per map and score "
+    "over the inputs."
+)

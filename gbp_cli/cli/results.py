@@ -19,8 +19,10 @@ _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def field(text: object) -> str:
-    """One tab-separated field: tabs, newlines and backslashes escaped as `\\t`, `\\n`, `\\\\`."""
-    return printable(str(text)).translate(_ESCAPES)
+    """One tab-separated field: tabs, newlines and backslashes escaped as `\\t`, `\\n`, `\\\\`,
+    then bytes that are not UTF-8 as `\\xNN` (so a name holding a backslash and one holding such
+    a byte never read alike)."""
+    return printable(str(text).translate(_ESCAPES))
 
 
 def counts(result: Result) -> str:
@@ -46,7 +48,7 @@ def prediction_text(p: Prediction) -> str:
 
 def result_line(result: Result, random_weights: bool) -> str:
     """`input<TAB>explained class<TAB>N ReLUs<TAB>files…`, for people and for `cut`."""
-    name = field(result.source.name)
+    name = field(result.source.path)
     if not result.targets:  # every output already existed
         return "\t".join([name, "kept", "-", *(field(p) for p in result.kept)])
     explained = "; ".join(prediction_text(t) for t in result.targets)

@@ -56,6 +56,7 @@ def sanity_command(
     from gbp_cli.cli.progress import Progress
     from gbp_cli.gallery import page as gallery
     from gbp_cli.outputs.store import Store
+    from gbp_cli.render import DRAWING
     from gbp_cli.render.encode import png_bytes
     from gbp_cli.sanity.cascade import CLASS_CHECK, NEARLY_THE_SAME, cascade, stages_of
     from gbp_cli.sanity.plots import map_grid, similarity_plot
@@ -70,7 +71,7 @@ def sanity_command(
     title = f"{info.backend}, {info.model}, weights {info.weights.describe()}"
     # The record of `gbp explain`'s outputs, model part: the weights by name and content.
     settings = model_record(info.backend, network, spec, info.precision)
-    settings |= {"methods": ",".join(methods), "resize": resize}
+    settings |= {"methods": ",".join(methods), "resize": resize, "drawing": DRAWING}
     store = Store(
         overwrite, lambda message: click.echo(f"gbp: {message}", err=True), root=Path(out)
     )

@@ -74,7 +74,8 @@
   fact("Weights", last.weights);
   fact("Methods", (last.methods || []).join(", "));
   fact("Formats", (last.formats || []).join(", "));
-  fact("Last run", count.format(c.explained || 0) + " explained, " + count.format(c.kept || 0) +
+  var done = last.command === "evaluate" ? " evaluated, " : " explained, ";
+  fact("Last run", count.format(c.explained || 0) + done + count.format(c.kept || 0) +
        " kept, " + count.format(c.failed || 0) + " failed" +
        (last.seconds !== undefined ? " in " + last.seconds.toFixed(1) + " s" : ""));
   fact("Finished", last.finished ? new Date(last.finished).toLocaleString() : "");
@@ -84,6 +85,61 @@
        count.format(totals.failed) + " failed) from " + count.format(runs.length) +
        (runs.length === 1 ? " run" : " runs"));
   fact("gbp", last.version || data.version);
+
+  // --- gbp evaluate: the last evaluation's scores over the inputs, and its plot ----------------
+  var evaluation = runs.filter(function (r) { return r.command === "evaluate"; }).pop();
+  if (evaluation && Array.isArray(evaluation.summary) && evaluation.summary.length) {
+    var scores = evaluation.scores || [], baselines = evaluation.baselines || [];
+    var cells = {}, maps = [];
+    evaluation.summary.forEach(function (s) {
+      if (maps.indexOf(s[0]) === -1) maps.push(s[0]);
+      cells[s[0] + "\n" + s[1]] = s;
+    });
+    var table = el("table");
+    var headRow = el("tr");
+    [["map"]].concat(scores).forEach(function (k) {
+      var th = el("th", null, k[0] + (k[1] ? " (" + k[1] + ")" : ""));
+      th.scope = "col";
+      headRow.appendChild(th);
+    });
+    table.appendChild(el("thead")).appendChild(headRow);
+    var tbody = table.appendChild(el("tbody"));
+    maps.forEach(function (m) {
+      var tr = tbody.appendChild(el("tr"));
+      var th = el("th", null, m + (baselines.indexOf(m) !== -1 ? " (baseline)" : ""));
+      th.scope = "row";
+      tr.appendChild(th);
+      scores.forEach(function (k) {
+        var s = cells[m + "\n" + k[0]];
+        var td = tr.appendChild(el("td"));
+        if (!s) { td.textContent = "–"; return; }
+        td.textContent = s[2].toFixed(3) +
+          (s.length > 4 ? " [" + s[3].toFixed(3) + ", " + s[4].toFixed(3) + "]" : "");
+        if (k[2] === m) {
+          td.className = "best";
+          td.appendChild(el("span", "tag", " best"));
+        }
+      });
+    });
+    $("evaluation-table").appendChild(table);
+    var inputs = (evaluation.counts || {}).explained;
+    $("evaluation-facts").textContent = [
+      evaluation.model + " (" + [evaluation.backend, evaluation.weights].filter(Boolean)
+        .join(", weights ") + ")",
+      inputs !== undefined ? count.format(inputs) + (inputs === 1 ? " input" : " inputs") : "",
+      (evaluation.metrics || []).join(", "),
+      evaluation.steps !== undefined ? evaluation.steps + " steps" : "",
+      evaluation.seed !== undefined ? "seed " + evaluation.seed : "",
+      evaluation.finished ? new Date(evaluation.finished).toLocaleString() : ""
+    ].filter(Boolean).join(" · ");
+    $("evaluation-legend").textContent = "Mean over the inputs, [low, high]: " +
+      (evaluation.interval || "95% interval") + ". A map worth trusting beats both baselines.";
+    if (url(evaluation.plot)) {
+      $("evaluation-plot").appendChild(
+        figure(evaluation.plot, evaluation.plot, "mean curves per metric", true));
+    }
+    $("evaluation").hidden = false;
+  }
 
   // --- failed inputs ------------------------------------------------------------------------
   if (failed.length) {
@@ -137,10 +193,15 @@
     return d;
   }
 
-  function numbers(table) {
+  var HEADERS = {
+    sanity: ["method", "randomized down to", "Spearman |map|", "Spearman", "SSIM", "HOG Pearson"],
+    evaluate: ["map", "score", "value"]
+  };
+
+  function numbers(table, kind) {
     var t = el("table");
     var head = el("tr");
-    ["method", "randomized down to", "Spearman |map|", "Spearman", "SSIM", "HOG Pearson"]
+    (HEADERS[kind] || HEADERS.sanity)
       .forEach(function (h) { var th = el("th", null, h); th.scope = "col"; head.appendChild(th); });
     t.appendChild(el("thead")).appendChild(head);
     var body = t.appendChild(el("tbody"));
@@ -181,7 +242,9 @@
         return el("li", null, t[1] + " (" + t[0] + ") " + percent.format(t[2]));
       })));
     }
-    if (r.table && r.table.length) info.appendChild(details("Numbers", numbers(r.table), true));
+    if (r.table && r.table.length) {
+      info.appendChild(details("Numbers", numbers(r.table, r.kind), r.kind !== "evaluate"));
+    }
     if (r.files && r.files.length) {
       info.appendChild(details("Files (" + r.files.length + ")", list("ul", r.files, function (f) {
         var li = el("li");

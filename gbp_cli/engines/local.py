@@ -17,8 +17,8 @@ import numpy as np
 from gbp_cli.backends.base import Backend, Explanation
 from gbp_cli.engines.base import Job, Progress, Report, Result, Summary, record_of
 from gbp_cli.engines.batching import batched, helper_threads, prefetch
-from gbp_cli.engines.results import write_result
-from gbp_cli.errors import InputError, NotAnInput
+from gbp_cli.engines.writing import write_result
+from gbp_cli.errors import InputError, NotAnInput, RunStopped
 from gbp_cli.inputs.find import Source
 from gbp_cli.inputs.preprocess import Prepared, prepare
 from gbp_cli.outputs.planning import Planned, predictions
@@ -38,11 +38,26 @@ def run(
 ) -> Summary:
     """Explain every source, calling `report` once per input, in order."""
     summary = Summary()
+    try:
+        return _run(sources, backend, job, report, store, progress, summary)
+    except RunStopped as e:  # what was done by then, for the closing line
+        e.summary = summary
+        raise
+
+
+def _run(
+    sources: Iterable[Source],
+    backend: Backend,
+    job: Job,
+    report: Report,
+    store: Store,
+    progress: Progress | None,
+    summary: Summary,
+) -> Summary:
     keep_photo = any(f in PHOTO_FORMATS for _, f in job.planner.outputs.kinds())
     bound = job.planner.outputs.rendering.max_size  # the photo is kept at the pictures' size
     smoothing = job.planner.outputs.smoothing
     share = 1.0 / (1 + (smoothing.samples if smoothing else 0))  # of an image, per pass
-
     preprocessing = backend.info.preprocessing
 
     def load(source: Source) -> Prepared:
@@ -73,9 +88,14 @@ def run(
                 if progress is not None:
                     tick = functools.partial(progress, share * len(ready))
                 methods = job.planner.outputs.methods
-                explanation, maps = explain_maps(
-                    backend, images, methods, targets, job.top_k, smoothing, tick
-                )
+                try:
+                    explanation, maps = explain_maps(
+                        backend, images, methods, targets, job.top_k, smoothing, tick
+                    )
+                except Exception:
+                    if pending is not None:  # the batch before was written: say so first
+                        flush(pending)
+                    raise
                 each = (time.perf_counter() - start) / len(ready)
                 summary.compute_seconds += each * len(ready)
                 for i, (slot, source, prepared) in enumerate(ready):

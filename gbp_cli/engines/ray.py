@@ -188,8 +188,17 @@ def run(
                         progress(rest)
                 if group.stopped is not None:
                     raise RunStopped(group.stopped)
+                if group.error is not None:  # what the local engine raises at that batch
+                    raise group.error
     except ray.exceptions.RayError as e:
-        raise RunStopped(f"the Ray job failed: {cause(e)}") from None
+        if getattr(e, "cause", None) is None:  # Ray's own failure: the run cannot go on
+            stopped = RunStopped(f"the Ray job failed: {cause(e)}")
+            stopped.summary = summary
+            raise stopped from None
+        raise cause(e) from e  # a worker's error, as the local engine would raise it
+    except RunStopped as e:
+        e.summary = summary
+        raise
     finally:
         if batches is not None and hasattr(batches, "close"):
             batches.close()  # Ctrl-C or a stop: Ray Data cancels its tasks, which clean up

@@ -86,7 +86,7 @@ def connect(ray: Any, address: str | None, runtime_env: dict[str, Any] | None = 
     on this machine's cores; True if gbp started (and so stops) it. Ray's logs stay quiet:
     gbp says what matters itself."""
     for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     errors_to_stderr(ray)
     if ray.is_initialized():
         return False
@@ -100,7 +100,8 @@ def connect(ray: Any, address: str | None, runtime_env: dict[str, Any] | None = 
             else:
                 ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise GbpError(f"--ray-address {address}: cannot join a Ray cluster: {e}") from e
+            where = "start Ray here" if address is None else f"join the Ray cluster at {address}"
+            raise GbpError(f"cannot {where}: {e}") from e
     return address is None
 
 
@@ -185,14 +186,15 @@ def shared_folder_problem(ray: Any, out: Path, writer: Callable | None = None) -
 
 
 def cause(error: Exception) -> Exception:
-    """A worker's own exception, out of Ray's wrapper: one line for the user, not a traceback."""
-    from gbp_cli.backends.base import BackendError
-
-    cause = getattr(error, "cause", None)
-    if isinstance(cause, GbpError | BackendError):
-        return cause
-    text = str(cause) if cause is not None else str(error).strip().splitlines()[-1]
-    return GbpError(text) if cause is None else GbpError(f"{type(cause).__name__}: {text}")
+    """A worker's own exception, out of Ray's wrapper, to be handled as the local engine would
+    handle it there (a user's problem is one line; a bug of gbp's is an internal error); where
+    Ray itself failed (a worker lost for good), its last line as a GbpError."""
+    found = getattr(error, "cause", None)
+    while isinstance(found, Exception) and type(found).__module__.startswith("ray."):
+        found = found.__cause__  # Ray Data's UserCodeException wraps the worker's own
+    if isinstance(found, Exception):
+        return found
+    return GbpError(str(error).strip().splitlines()[-1])
 
 
 def errors_to_stderr(ray: Any) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from gbp_cli.backends.base import Backend, Explanation, ModelInfo
 from gbp_cli.engines.base import Job, Result, record_of
-from gbp_cli.engines.results import write_result
+from gbp_cli.engines.writing import write_result
 from gbp_cli.errors import InputError, NotAnInput, RunStopped
 from gbp_cli.inputs.find import Source
 from gbp_cli.inputs.preprocess import IMAGENET, Prepared, prepare
@@ -56,6 +56,10 @@ class Group:
     results: list[Result] = field(default_factory=list)  # in input order
     logs: list[str] = field(default_factory=list)  # the Store's notes, for the driver to print
     stopped: str | None = None  # a RunStopped (a full disk): the driver stops the run
+    # Any other exception the stages met (the model's, or a bug of gbp's), carried as data: Ray
+    # Data's own wrapping keeps only its text, and the driver must end the run as the local
+    # engine would, with that exception.
+    error: Exception | None = None
 
     def ready(self) -> list[Item]:
         return [item for item in self.items if item.prepared is not None and item.result is None]
@@ -161,15 +165,19 @@ class Explainer:
         groups = unpack(batch)
         outputs = self.job.planner.outputs
         for group in groups:
-            if group.images is None:
+            if group.images is None or group.error is not None:
                 continue
             start = time.perf_counter()
             n = len(group.images)
             targets = None if self.job.target is None else np.full((n, 1), self.job.target)
-            explanation, maps = explain_maps(
-                self.model, group.images, outputs.methods, targets, self.job.top_k,
-                outputs.smoothing,
-            )  # fmt: skip
+            try:
+                explanation, maps = explain_maps(
+                    self.model, group.images, outputs.methods, targets, self.job.top_k,
+                    outputs.smoothing,
+                )  # fmt: skip
+            except Exception as e:
+                group.error, group.images = carried(e), None
+                continue
             group.seconds = time.perf_counter() - start
             # What writing needs (predictions, counts); the gradients live on in `maps`.
             group.explanation = dataclasses.replace(
@@ -178,6 +186,15 @@ class Explainer:
             group.maps = maps
             group.images = None
         return pack(groups)
+
+
+def carried(error: Exception) -> Exception:
+    """`error` as it can travel to the driver: itself if it pickles, else its type and text."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+    return error
 
 
 _STORES: dict[tuple[bool, float], Store] = {}  # per worker process: each folder tidied once
@@ -193,10 +210,14 @@ def write_groups(batch: Batch, job: Job, overwrite: bool, started: float) -> Bat
         store.started = started  # stale temp files are judged against the run, not this worker
     for group in groups:
         store.log = group.logs.append
+        if group.error is not None:
+            continue
         try:
             _write_group(group, job, store)
         except RunStopped as e:  # the results so far are reported, then the run stops
             group.stopped = str(e)
+        except Exception as e:
+            group.error = carried(e)
         group.maps = None
         group.explanation = None
     return pack(groups)

@@ -19,16 +19,16 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 from gbp_cli.backends.base import ModelInfo
 from gbp_cli.errors import GbpError, RunStopped
 from gbp_cli.gallery import shape
-from gbp_cli.gallery.rows import THUMBS, explain_rows, sanity_rows
+from gbp_cli.gallery.rows import THUMBS, evaluate_rows, explain_rows, sanity_rows
 from gbp_cli.gallery.shape import FORMAT, STATUSES
-from gbp_cli.outputs.atomic import write_atomic
+from gbp_cli.outputs.atomic import remove_stale_temps, write_atomic
 from gbp_cli.outputs.containment import Outside, ensure_inside
 from gbp_cli.outputs.naming import Outputs
-from gbp_cli.outputs.store import remove_stale_temps
 from gbp_cli.render.encode import RANDOM_NOTE
 from gbp_cli.version import __version__
 
@@ -70,6 +70,22 @@ def sanity_header(info: ModelInfo, methods: Iterable[str], seconds: float) -> di
     }
 
 
+def evaluate_header(
+    info: ModelInfo,
+    methods: Iterable[str],
+    seconds: float,
+    summary: dict[str, object],
+    plot: Path | None,
+) -> dict[str, object]:
+    """What the page says about a `gbp evaluate` run: its settings, the mean and interval of
+    each (map, score), the best map per score (`summary`), and its plot (`plot`, a file in OUT
+    itself: linked by its name's bytes, percent-encoded, as every link of the page)."""
+    run = {"command": "evaluate", **_model(info), "methods": list(methods), **summary}
+    if plot is not None:
+        run["plot"] = quote(os.fsencode(plot.name))
+    return {**run, "seconds": round(seconds, 2)}
+
+
 def _model(info: ModelInfo) -> dict[str, object]:
     random = info.weights.is_random
     return {
@@ -102,7 +118,8 @@ def update(
     """Merge this run's records (explain's JSON records, or sanity's entries) into OUT's page.
     `started` (epoch seconds) is when the run began: temp files a killed run left in the page's
     folders are removed once they are older than that by the store's margin."""
-    make = sanity_rows if run.get("command") == "sanity" else explain_rows
+    makers = {"sanity": sanity_rows, "evaluate": evaluate_rows}
+    make = makers.get(str(run.get("command")), explain_rows)
     started = time.time() if started is None else started
     with _writing(out_dir):
         rows, removed = make(out_dir, records, started)

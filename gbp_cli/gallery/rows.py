@@ -14,7 +14,6 @@ are, so the link always opens a picture.
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,9 +26,8 @@ from gbp_cli.errors import InputError
 from gbp_cli.inputs.find import mirrored, printable
 from gbp_cli.inputs.formats import open_image
 from gbp_cli.inputs.preprocess import to_rgb
-from gbp_cli.outputs.atomic import AtomicFile
+from gbp_cli.outputs.atomic import FULL_DISK, AtomicFile, remove_stale_temps
 from gbp_cli.outputs.containment import ensure_inside
-from gbp_cli.outputs.store import remove_stale_temps
 
 THUMBS = ".thumbs"
 THUMB, WIDE_THUMB = 224, 1200  # longest side in pixels: a row's pictures; sanity's figures
@@ -38,7 +36,6 @@ BROWSER_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "AVIF",
 STAMP = "gbp thumbnail of "  # + what identifies the picture it was made from (its JPEG comment)
 _JPEG = {"format": "JPEG", "quality": 82, "optimize": True}
 _VIEW_JPEG = {"format": "JPEG", "quality": 90}
-_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a full disk, as the store counts it
 
 
 # --- rows ------------------------------------------------------------------------------------
@@ -104,6 +101,25 @@ def sanity_rows(out_dir: Path, entries: list[dict], started: float) -> tuple[lis
             if r["stage"] == CLASS_CHECK and r["spearman_abs"] >= NEARLY_THE_SAME
         ]
         jobs += _thumb_jobs(out_dir, row, Path(entry["input"]), WIDE_THUMB)
+    return rows, _make_thumbnails(out_dir, jobs, started)
+
+
+def evaluate_rows(out_dir: Path, entries: list[dict], started: float) -> tuple[list[dict], int]:
+    """One row per `gbp evaluate` input: {input, target, table: [[map, score, value]…]} or
+    {input, error}, with the input's real path: the photo, the class its maps explain and each
+    map's scores; and how many stale temp files were removed (see explain_rows)."""
+    rows, jobs = [], []
+    for entry in entries:
+        row = _base(out_dir, "evaluate", str(entry["input"]))
+        rows.append(row)
+        if entry.get("error") is not None:
+            row.update(status="failed", error=str(entry["error"]))
+            continue
+        target = entry["target"]
+        row.update(status="explained", label=target["label"], index=target["index"])
+        row["probability"] = round(float(target["probability"]), 6)
+        row["table"] = [list(cells) for cells in entry.get("table", ())]
+        jobs += _thumb_jobs(out_dir, row, Path(entry["input"]), THUMB)
     return rows, _make_thumbnails(out_dir, jobs, started)
 
 
@@ -238,10 +254,12 @@ def _thumbnail(
     is raised: the page cannot be written either."""
     try:
         made_from = stamp(source, size)
+        if not photo_link and _stamp_of(target) == made_from:
+            return True
         with open_image(source) as image:  # HEIC: pillow-heif, loaded here if not yet
             if photo_link and image.format in BROWSER_FORMATS:
                 return False
-            if _stamp_of(target) == made_from:
+            if photo_link and _stamp_of(target) == made_from:
                 return True
             image.draft("RGB", (size, size))  # JPEG: decode at 1/2 … 1/8 scale, much faster
             picture = to_rgb(ImageOps.exif_transpose(image))
@@ -252,7 +270,7 @@ def _thumbnail(
             picture.save(temp, **(_VIEW_JPEG if photo_link else _JPEG), comment=made_from.encode())
         return True
     except OSError as e:
-        if e.errno in _FULL:
+        if e.errno in FULL_DISK:
             raise
         return False
     except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError, InputError):

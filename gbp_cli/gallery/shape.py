@@ -69,6 +69,8 @@ NUMBER = Shape("a number", _number)
 HREF = Shape("a link gbp wrote", lambda v: isinstance(v, str) and _HREF.fullmatch(v) is not None)
 TOP = _items("[index, label, probability]", _whole, _text, _number)
 MEASURES = _items("[method, stage, numbers…]", _text, _text, more=_number)
+# gbp evaluate's run: each score's name, direction and best map.
+VERDICT = _items("[score, direction, best map]", _text, _text, _text)
 
 Fields = dict[str, Shape]
 
@@ -98,9 +100,19 @@ RUN_FIELDS: Fields = {
     "formats": list_of(TEXT),
     "seconds": NUMBER,
     "counts": Shape("counts", lambda v: isinstance(v, dict) and all(map(_whole, v.values()))),
+    # gbp evaluate: its settings, the mean (and interval) per map and score, the best per score,
+    # and the plot of the mean curves (a file in OUT).
+    **dict.fromkeys(("baselines", "metrics"), list_of(TEXT)),
+    **dict.fromkeys(("steps", "seed"), WHOLE),
+    "interval": TEXT,
+    "summary": list_of(MEASURES),
+    "scores": list_of(VERDICT),
+    "plot": HREF,
 }
 ROW_REQUIRED: Fields = {
-    "kind": Shape('"explain" or "sanity"', lambda v: v in ("explain", "sanity")),
+    "kind": Shape(
+        '"explain", "sanity" or "evaluate"', lambda v: v in ("explain", "sanity", "evaluate")
+    ),
     "key": TEXT,
     "input": TEXT,
     "status": Shape('"explained", "kept" or "failed"', lambda v: v in STATUSES),

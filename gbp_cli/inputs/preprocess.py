@@ -47,8 +47,10 @@ class Geometry:
         height = max(1, round(self.height * longest / side))
         left, top, right, bottom = self.box
         sx, sy = width / self.width, height / self.height
-        box = (round(left * sx), round(top * sy), round(right * sx), round(bottom * sy))
-        return Geometry(width, height, box)
+        left, top = min(round(left * sx), width - 1), min(round(top * sy), height - 1)
+        right = min(max(round(right * sx), left + 1), width)  # never an empty box: a crop of
+        bottom = min(max(round(bottom * sy), top + 1), height)  # a 10000×5 photo stays a pixel
+        return Geometry(width, height, (left, top, right, bottom))
 
 
 _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device"}

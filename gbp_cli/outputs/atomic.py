@@ -8,12 +8,15 @@ published, so a folder swapped for a link meanwhile is refused too."""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import tempfile
 from pathlib import Path
 
-from gbp_cli.outputs.containment import ensure_inside
+from gbp_cli.outputs.containment import ensure_inside, escape
 
+FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # errors that say: no room left
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -118,3 +121,31 @@ def _publish(temp: Path, path: Path, overwrite: bool) -> bool:
             return False
         os.replace(temp, path)
     return True
+
+
+STALE_AFTER = 60.0  # seconds: a temp file older than the run by this much is an interrupted run's
+_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.part$")  # AtomicFile's names: .<name>.<random>.part
+
+
+def remove_stale_temps(folder: Path, started: float, root: Path | None = None) -> int:
+    """Remove the temp files (AtomicFile's) an earlier, killed run left in `folder`, if they are
+    older than a run that started at `started` (epoch seconds) by STALE_AFTER; how many. One
+    rule for every folder gbp writes to: outputs, the page and its thumbnails. Given `root`
+    (`-o`), nothing is removed from a folder that a link sends outside it."""
+    if root is not None and escape(root, folder / "-") is not None:
+        return 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    removed = 0
+    for entry in entries:
+        if not _TEMP.match(entry.name):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime < started - STALE_AFTER:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            pass
+    return removed

@@ -178,7 +178,8 @@ class Planner:
         for method, fmt in self.outputs.kinds():
             ranks = [None] if fmt == PANEL else list(range(1, self.top_k + 1))
             suffix = file_name("", method, fmt)  # ".guided.color.png"
-            tagged = re.compile(re.escape(source.stem.name) + r"\.\d+-[^.]*" + re.escape(suffix))
+            tag = r"\.\d+(?:-[^.]*)?"  # `.281-tabby`, or `.281` where a label has no letters
+            tagged = re.compile(re.escape(source.stem.name) + tag + re.escape(suffix))
             candidates = {  # each looked at once: a PNG's look reads it whole
                 folder / n: look(folder / n)
                 for n in names

@@ -15,25 +15,18 @@ record. Where publishing the array fails after its record was, the record is wit
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from gbp_cli.errors import InputError, RunStopped
-from gbp_cli.fingerprints import sha256_bytes
-from gbp_cli.outputs.atomic import AtomicFile, write_atomic
-from gbp_cli.outputs.containment import escape
+from gbp_cli.fingerprints import sha256_bytes, sha256_file
+from gbp_cli.outputs.atomic import FULL_DISK, AtomicFile, remove_stale_temps, write_atomic
 from gbp_cli.outputs.naming import writable
 from gbp_cli.outputs.records import ARRAY, Provenance, decide, foreign_sidecar, look, sidecar
-
-STALE_AFTER = 60.0  # seconds: a temp file older than the run by this much is an interrupted run's
-_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.part$")  # AtomicFile's names: .<name>.<random>.part
-_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 class Store:
@@ -60,7 +53,7 @@ class Store:
             written = self._write(path, data, provenance, replace=verdict == "replace")
         except OSError as e:
             reason = os.strerror(e.errno).lower() if e.errno else str(e)
-            if e.errno in _FULL:
+            if e.errno in FULL_DISK:
                 raise RunStopped(f"cannot write {path}: {reason}") from None
             raise InputError(f"cannot write {path}: {reason}") from None
         # Not written: another run published this name meanwhile. Kept only if it is the same.
@@ -85,7 +78,14 @@ class Store:
                 os.unlink(path)  # what is left until the new one is in: a record alone (redone)
             self._publish_record(path, record_file)
             try:
-                return array_file.publish()
+                if array_file.publish():
+                    return True
+                # Another run published this array since this one decided to write it, and this
+                # record has replaced that run's: put this array beside it, so that the pair is
+                # one run's (unless the two arrays are the same bytes: then both runs agree).
+                if sha256_file(path) != sha256_bytes(data):
+                    array_file.publish(overwrite=True)
+                return True
             except BaseException:
                 _withdraw(sidecar(path), record)
                 raise
@@ -114,30 +114,6 @@ class Store:
         removed = remove_stale_temps(folder, self.started, self.root)
         if removed:
             self.log(f"removed {removed} stale temp file(s) left by an interrupted run in {folder}")
-
-
-def remove_stale_temps(folder: Path, started: float, root: Path | None = None) -> int:
-    """Remove the temp files (AtomicFile's) an earlier, killed run left in `folder`, if they are
-    older than a run that started at `started` (epoch seconds) by STALE_AFTER; how many. One
-    rule for every folder gbp writes to: outputs, the page and its thumbnails. Given `root`
-    (`-o`), nothing is removed from a folder that a link sends outside it."""
-    if root is not None and escape(root, folder / "-") is not None:
-        return 0
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return 0
-    removed = 0
-    for entry in entries:
-        if not _TEMP.match(entry.name):
-            continue
-        try:
-            if entry.stat(follow_symlinks=False).st_mtime < started - STALE_AFTER:
-                os.unlink(entry.path)
-                removed += 1
-        except OSError:
-            pass
-    return removed
 
 
 def _withdraw(record_path: Path, record: bytes) -> None:

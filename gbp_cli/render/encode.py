@@ -20,7 +20,7 @@ RANDOM_NOTE = "RANDOM weights (untrained network): labels and maps say nothing a
 
 
 @dataclass(frozen=True)
-class Target:
+class Caption:
     """The class a map explains, as the picture's caption and metadata name it."""
 
     index: int
@@ -44,7 +44,7 @@ def npy_bytes(array: np.ndarray) -> bytes:
 def metadata(
     info: ModelInfo,
     outputs: Outputs,
-    targets: list[Target],
+    targets: list[Caption],
     method: str,
     fmt: str,
     provenance: Provenance,
@@ -78,7 +78,7 @@ def encode(
     fmt: str,
     maps: list[dict[str, np.ndarray]],
     prepared: Prepared,
-    targets: list[Target],
+    targets: list[Caption],
     info: ModelInfo,
     outputs: Outputs,
     provenance: Provenance,

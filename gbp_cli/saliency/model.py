@@ -19,7 +19,8 @@ RANDOM_WARNING = (
 
 def announce(model: Backend) -> None:
     """Say on stderr what the user must know before trusting any output."""
-    if model.info.weights.is_random:
+    own = ModelSpec(model.info.model).kind == "factory"  # it keeps the weights it made itself
+    if model.info.weights.is_random and not own:
         click.echo(RANDOM_WARNING, err=True)
     for warning in model.info.warnings:
         click.echo(f"gbp: WARNING: {warning}", err=True)

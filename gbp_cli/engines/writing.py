@@ -18,7 +18,7 @@ from gbp_cli.inputs.find import Source
 from gbp_cli.inputs.preprocess import Prepared
 from gbp_cli.outputs.planning import Planned, predictions
 from gbp_cli.outputs.store import Store
-from gbp_cli.render.encode import Target, encode
+from gbp_cli.render.encode import Caption, encode
 
 
 def write_result(
@@ -48,7 +48,7 @@ def write_result(
     try:
         for output in planned:
             image_maps = [{m: v[i, k] for m, v in maps.items()} for k in output.ranks]
-            tags = [Target(t.index, t.label, t.probability) for t in output.targets]
+            tags = [Caption(t.index, t.label, t.probability) for t in output.targets]
             data = encode(
                 output.method, output.format, image_maps, prepared, tags, info,
                 job.planner.outputs, output.provenance, explanation.ordinary,
