@@ -205,6 +205,7 @@ def stage_costs(folder: Path, fmt: str, method: str) -> dict[str, float]:
     from gbp_cli.fingerprints import sha256_bytes
     from gbp_cli.inputs import find, preprocess
     from gbp_cli.outputs.atomic import write_atomic
+    from gbp_cli.outputs.naming import PHOTO_FORMATS
     from gbp_cli.render import encode as encoding
     from gbp_cli.render import pictures
     from gbp_cli.saliency.maps import explain_maps
@@ -224,7 +225,7 @@ def stage_costs(folder: Path, fmt: str, method: str) -> dict[str, float]:
 
     with clock("find"):
         sources = list(find.discover((str(folder),)))
-    keep = fmt in encoding.PHOTO_FORMATS
+    keep = fmt in PHOTO_FORMATS
     for source in sources:
         with clock("read"):
             data = preprocess.read_input(source.path)

@@ -37,7 +37,6 @@ from gbp_cli.outputs.naming import Outputs
 from gbp_cli.outputs.planning import Planner, predictions
 from gbp_cli.outputs.store import Store
 from gbp_cli.render import DRAWING
-from gbp_cli.render.encode import PHOTO_FORMATS
 from gbp_cli.settings import Rendering, Smoothing
 
 Batch = dict[str, np.ndarray]
@@ -125,8 +124,7 @@ class Saliency:
             raise ArgumentError("Saliency needs a `path` or an `image` column")
         if paths is None and self.job is not None:
             raise ArgumentError("Saliency(out=...) names files after the `path` column: add one")
-        kinds = self.job.planner.outputs.kinds() if self.job is not None else []
-        keep = any(fmt in PHOTO_FORMATS for _, fmt in kinds)
+        keep = self.job is not None and self.job.planner.outputs.keeps_photo
         loaded = self.explainer.current()
         prepared: list[Prepared | None] = []
         errors = [""] * rows

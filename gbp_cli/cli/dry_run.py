@@ -21,7 +21,7 @@ from gbp_cli.fingerprints import is_gbp_png, sha256_bytes
 from gbp_cli.inputs.find import Source, printable
 from gbp_cli.inputs.formats import open_image, unidentified
 from gbp_cli.inputs.preprocess import Prepared, read_input
-from gbp_cli.outputs.planning import Planner, Prediction
+from gbp_cli.outputs.planning import Planner
 from gbp_cli.outputs.records import Undecided
 
 
@@ -46,15 +46,14 @@ def verdict(source: Source, planner: Planner) -> tuple[str, str, list[Path]]:
     except InputError as e:
         return "refused", str(e), []
     except Undecided as e:
-        guess = [Prediction(planner.target or 0, "", 0.0, 0.0)]
+        guess = planner.unnamed()
         files = [] if planner.per_class else [o.path for o in planner.plan(source, prepared, guess)]
         return "unknown", str(e), files
     if kept is not None:
         return "kept", "", kept
     if planner.per_class:
         return "write", f"top {planner.top_k} classes, named once the model has run", []
-    guess = [Prediction(planner.target or 0, "", 0.0, 0.0)]
-    return "write", "", [o.path for o in planner.plan(source, prepared, guess)]
+    return "write", "", [o.path for o in planner.plan(source, prepared, planner.unnamed())]
 
 
 def show(source: Source, action: str, reason: str, files: list[Path], as_json: bool) -> None:

@@ -25,6 +25,7 @@ from gbp_cli.errors import GbpError, InputError, NotAnInput
 from gbp_cli.faithfulness import BASELINES, METRICS, check_libraries
 from gbp_cli.inputs.find import STDIN, Source, discover, walk
 from gbp_cli.outputs.model_record import model_record
+from gbp_cli.outputs.records import look
 from gbp_cli.saliency.labels import load_labels
 from gbp_cli.saliency.model import load_model
 
@@ -50,7 +51,7 @@ def evaluate_command(
     labels: Path | None = None,
     out: str = "evaluate",
     resize: str = "squash",
-    batch_size: int = 32,
+    batch_size: int = 8,
     device: str = "auto",
     precision: str = "fp32",
     tf_mode: str = "auto",
@@ -81,6 +82,9 @@ def evaluate_command(
         raise GbpError("-o -: gbp evaluate prints its table on stdout; give a folder for its plot")
     if out_dir.exists() and not out_dir.is_dir():
         raise GbpError(f"-o {out}: exists and is not a folder")
+    found = look(out_dir / PLOT)
+    if found.exists and not found.ours:  # said now, not after the work
+        raise GbpError(f"{out_dir / PLOT} is not a file gbp wrote; it was left alone")
     if report:
         from gbp_cli.gallery import page as gallery
 

@@ -284,7 +284,6 @@ def execute(
     )
     total = len(sources) if listed else None  # type: ignore[arg-type]
     model.plan(total, request.batch_size)
-    smoothing = request.outputs.smoothing
     progress = Progress(total) if watched else None
     reporter = Reporter(
         model.info,
@@ -292,7 +291,7 @@ def execute(
         as_json=request.as_json,
         data_to_stdout=not request.to_stdout,
         progress=progress,
-        share=1.0 / (1 + (smoothing.samples if smoothing else 0)),
+        share=1.0 / request.outputs.passes,
         sink=records.append if request.report and records is not None else None,
     )
     root = None if request.to_stdout else request.outputs.out_dir  # nothing written outside -o

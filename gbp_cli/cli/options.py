@@ -527,10 +527,10 @@ SEED = click.option(
 EVALUATE_BATCH_SIZE = click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=32,
+    default=8,
     show_default=True,
-    help="Perturbed copies per forward pass, across steps, maps and photos; photos are "
-    "explained N/8 at a time (at least one).",
+    help="Perturbed copies per forward pass, across steps, maps and photos (a GPU takes more); "
+    "photos are explained N/8 at a time (at least one).",
 )
 EVALUATE_OUT = _out(
     "evaluate",

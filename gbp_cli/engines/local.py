@@ -23,7 +23,6 @@ from gbp_cli.inputs.find import Source
 from gbp_cli.inputs.preprocess import Prepared, prepare
 from gbp_cli.outputs.planning import Planned, predictions
 from gbp_cli.outputs.store import Store
-from gbp_cli.render.encode import PHOTO_FORMATS
 from gbp_cli.saliency.maps import explain_maps
 from gbp_cli.saliency.model import ModelChoice
 
@@ -54,10 +53,10 @@ def _run(
     progress: Progress | None,
     summary: Summary,
 ) -> Summary:
-    keep_photo = any(f in PHOTO_FORMATS for _, f in job.planner.outputs.kinds())
+    keep_photo = job.planner.outputs.keeps_photo
     bound = job.planner.outputs.rendering.max_size  # the photo is kept at the pictures' size
     smoothing = job.planner.outputs.smoothing
-    share = 1.0 / (1 + (smoothing.samples if smoothing else 0))  # of an image, per pass
+    share = 1.0 / job.planner.outputs.passes  # of an image, per pass
     preprocessing = backend.info.preprocessing
 
     def load(source: Source) -> Prepared:

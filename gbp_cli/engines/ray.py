@@ -52,7 +52,7 @@ from gbp_cli.engines.ray_workers import (
 from gbp_cli.errors import GbpError, InputError, RunStopped
 from gbp_cli.inputs.find import Source
 from gbp_cli.inputs.preprocess import Geometry, Prepared
-from gbp_cli.outputs.planning import Planner, Prediction
+from gbp_cli.outputs.planning import Planner
 from gbp_cli.outputs.store import Store
 from gbp_cli.saliency.model import ModelChoice, announce
 
@@ -165,8 +165,7 @@ def run(
 
     model = backend
     summary = Summary()
-    smoothing = job.planner.outputs.smoothing
-    rest = 1.0 - 1.0 / (1 + (smoothing.samples if smoothing else 0))  # the model's share
+    rest = 1.0 - 1.0 / job.planner.outputs.passes  # the model's share of an image
     batches = None
     started = time.time()
     try:
@@ -265,7 +264,7 @@ def claims(sources: Sequence[Source], planner: Planner) -> dict[int, str]:
                     "rename one of them or explain them into different -o folders"
                 )
             continue
-        targets = [Prediction(planner.target or 0, "", 0.0, 0.0)]
+        targets = planner.unnamed()
         try:
             planner.claim(source, planner.plan(source, placeholder, targets))
         except InputError as e:

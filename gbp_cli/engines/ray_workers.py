@@ -26,7 +26,6 @@ from gbp_cli.inputs.find import Source
 from gbp_cli.inputs.preprocess import IMAGENET, Prepared, prepare
 from gbp_cli.outputs.planning import predictions
 from gbp_cli.outputs.store import Store
-from gbp_cli.render.encode import PHOTO_FORMATS
 from gbp_cli.saliency.maps import explain_maps
 from gbp_cli.saliency.model import ModelChoice
 
@@ -106,7 +105,7 @@ def worker_job(job: Job) -> Job:
 
 
 def keeps_photo(job: Job) -> bool:
-    return any(f in PHOTO_FORMATS for _, f in job.planner.outputs.kinds())
+    return job.planner.outputs.keeps_photo
 
 
 def prepare_groups(batch: Batch, job: Job) -> Batch:

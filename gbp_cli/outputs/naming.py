@@ -13,6 +13,7 @@ from gbp_cli.settings import Rendering, Smoothing
 
 PANEL = "panel"
 NPY = "npy"
+PHOTO_FORMATS = ("overlay", PANEL)  # these are drawn over the photo
 # Without --format, each method gets the picture that shows it best: a gradient map's signed
 # colours, or Grad-CAM's coarse heat laid over the photo (on its own it is a grey blur).
 DEFAULT_FORMAT = {"gradcam": "overlay"}
@@ -125,6 +126,17 @@ class Outputs:
     resize: str
     rendering: Rendering
     smoothing: Smoothing | None = None
+
+    @property
+    def keeps_photo(self) -> bool:
+        """Whether a picture is drawn over the photo (an overlay, the panel), so the decoded
+        photo must wait beside the model's input."""
+        return any(fmt in PHOTO_FORMATS for _, fmt in self.kinds())
+
+    @property
+    def passes(self) -> int:
+        """The model's passes per image: one, and one per SmoothGrad sample."""
+        return 1 + (self.smoothing.samples if self.smoothing else 0)
 
     def kinds(self) -> list[tuple[str, str]]:
         """(method, format) of every file one image and target gives, in writing order; the

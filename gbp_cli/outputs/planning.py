@@ -118,6 +118,11 @@ class Planner:
                 )
         return planned
 
+    def unnamed(self) -> list[Prediction]:
+        """The target before the model has named it: --target's class, or any (without --top-k
+        a file's name and record do not hold the class, so planning them needs none)."""
+        return [Prediction(self.target or 0, "", 0.0, 0.0)]
+
     def claimed(self) -> list[str]:
         """The absolute paths this run has claimed so far."""
         return list(self._claims)
@@ -152,7 +157,7 @@ class Planner:
         (--dry-run only) if they match in all it can know, but not in what it cannot yet."""
         if self.per_class:
             return self._existing_per_class(source, prepared)
-        placeholder = [Prediction(self.target or 0, "", 0.0, 0.0)]
+        placeholder = self.unnamed()
         planned = self.claim(source, self.plan(source, prepared, placeholder))
         verdicts = [decide(o.path, o.provenance, self.overwrite) for o in planned]
         if "unknown" in verdicts:

@@ -15,7 +15,6 @@ from gbp_cli.outputs.records import Provenance
 from gbp_cli.render.png import encode_png
 from gbp_cli.version import __version__
 
-PHOTO_FORMATS = ("overlay", PANEL)  # these need the decoded photo kept beside the model input
 RANDOM_NOTE = "RANDOM weights (untrained network): labels and maps say nothing about ImageNet"
 
 
