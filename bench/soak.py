@@ -194,6 +194,8 @@ class Measured:
     peak_mb: float = 0.0  # the measured process's VmHWM at its last sample
     slope_mb: float | None = None  # MB per photo after SETTLE
     own_slope_mb: float | None = None  # the same, less shared memory (Ray's object store)
+    replaced: list[int] = field(default_factory=list)  # Ray: photos done when a new worker came
+    notes: list[str] = field(default_factory=list)  # what gbp said on stderr (its first lines)
     tree: str = ""  # the commit measured
 
 
@@ -235,6 +237,9 @@ def run_row(row: Row, folder: Path, count: int, max_rss_mb: float, env: dict) ->
         measured.done += 1
         watched = process.pid
         if ray:
+            if worker is not None and not status(worker):  # gone: Ray replaced the actor
+                measured.replaced.append(measured.done)
+                worker = None
             worker = worker or model_worker(process.pid)
             if worker is None:
                 continue
@@ -255,6 +260,7 @@ def run_row(row: Row, folder: Path, count: int, max_rss_mb: float, env: dict) ->
         process.terminate()
     code = process.wait()
     measured.seconds = time.perf_counter() - start
+    measured.notes = [line.strip() for line in errors if line.startswith("gbp:")][:20]
     if code != 0 and not measured.stopped:
         measured.stopped = f"exit {code}: {''.join(errors[-3:]).strip()[-300:]}"
     shutil.rmtree(out, ignore_errors=True)
@@ -264,9 +270,9 @@ def run_row(row: Row, folder: Path, count: int, max_rss_mb: float, env: dict) ->
     return measured
 
 
-def slope(samples: list[tuple[int, float]]) -> float | None:
-    """MB per photo: the least-squares slope of memory against photos done, after SETTLE."""
-    settled = [(n, mb) for n, mb in samples if n >= SETTLE]
+def slope(samples: list[tuple[int, float]], settle: int = SETTLE) -> float | None:
+    """MB per photo: the least-squares slope of memory against photos done, after `settle`."""
+    settled = [(n, mb) for n, mb in samples if n >= settle]
     if len(settled) < 2 or settled[-1][0] <= settled[0][0]:
         return None
     done, mb = np.array(settled, dtype=float).T
@@ -290,26 +296,48 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def working(row: dict) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """A row's samples (RSS, and RSS less shared memory) while its process was at work: a Ray
+    model worker that has finished the model's share (it ends while writing goes on) is last
+    seen on its way out, its shared pages already gone; that sample says nothing of the run."""
+    shared = dict(row.get("shared") or [])
+    kept = list(row["samples"])
+    if row.get("replaced") and any(shared.values()):  # its last samples: shared pages all gone
+        while kept and not shared.get(kept[-1][0]):
+            kept.pop()
+    return kept, [(n, mb - shared.get(n, 0.0)) for n, mb in kept]
+
+
 def table(results: list[dict], machine: str) -> str:
     lines = [
         f"Measured by `python bench/soak.py` on {machine}; seeded random weights, generated "
         "photos (224² to 640×480 JPEG), batch 8, default formats; resident memory of the process "
-        "that runs the network (for `--engine ray`: its model worker, whose resident memory also\n"
-        "counts the pages of Ray's object store it has touched; the last column leaves those out)."
-        "\n",
+        "that runs the network. For `--engine ray` that is its model worker, whose resident "
+        "memory also counts the pages of Ray's object store it has touched (the last column "
+        "leaves those out); it ends once the model's share is done, while the driver still "
+        "reports photos as they are written, so its last sample comes before the last photo. "
+        "A run stopped before 50 photos grows by its slope after 10 (marked *).\n",
         "| run | photos | memory after 50 | at the end | peak | growth per photo after 50 "
         "| the same, less shared memory |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def grown(samples: list[tuple[int, float]]) -> str:
+        """The slope after 50 photos; for a run stopped before them, after 10 (marked *)."""
+        found, early = slope(samples), slope(samples, 10)
+        if found is None and early is not None:
+            return f"{early * 1024:+.1f} kB*"
+        return "–" if found is None else f"{found * 1024:+.1f} kB"
+
+    mb = lambda v: "–" if v is None else f"{v:,.0f} MB"  # noqa: E731
     for r in results:
-        first = next((mb for n, mb in r["samples"] if n >= SETTLE), None)
-        last = r["samples"][-1][1] if r["samples"] else None
-        kb = lambda v: "–" if v is None else f"{v * 1024:+.1f} kB"  # noqa: E731
+        samples, own = working(r)
+        first = next((mb for n, mb in samples if n >= SETTLE), None)
+        last = samples[-1][1] if samples else None
         done = f"{r['done']}" + (f" ({r['stopped']})" if r["stopped"] else "")
-        mb = lambda v: "–" if v is None else f"{v:,.0f} MB"  # noqa: E731
         lines.append(
             f"| {r['description']} | {done} | {mb(first)} | {mb(last)} | {mb(r['peak_mb'])} "
-            f"| {kb(r['slope_mb'])} | {kb(r.get('own_slope_mb', r['slope_mb']))} |"
+            f"| {grown(samples)} | {grown(own)} |"
         )
     return "\n".join(lines) + "\n"
 
