@@ -62,11 +62,32 @@ def interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def without(*modules: str, fake: bool = False) -> str:
-    """Python code that runs gbp's main with `modules` made unimportable (None in sys.modules),
-    and with `fake`, the stand-in backend in place of torch's."""
+def blocking(*modules: str) -> str:
+    """Python code after which `modules` (and their submodules) are not found, as if not installed:
+    `import` raises ModuleNotFoundError and importlib.util.find_spec says None.
+
+    Every finder is wrapped, rather than None put in sys.modules: libraries that probe sys.modules
+    (scipy's array-API check, which Keras reaches through scikit-learn) take None for a module."""
     return (
-        f"import sys\nsys.modules.update(dict.fromkeys({list(modules)}))\n"
+        "import sys\n"
+        "class _NotInstalled:\n"
+        "    def __init__(self, finder):\n"
+        "        self.finder = finder\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.partition('.')[0] in {sorted(modules)!r}:\n"
+        "            return None\n"
+        "        return self.finder.find_spec(name, path, target)\n"
+        "    def __getattr__(self, name):\n"
+        "        return getattr(self.finder, name)\n"
+        "sys.meta_path[:] = [_NotInstalled(finder) for finder in sys.meta_path]\n"
+    )
+
+
+def without(*modules: str, fake: bool = False) -> str:
+    """Python code that runs gbp's main with `modules` made unimportable, and with `fake`, the
+    stand-in backend in place of torch's."""
+    return (
+        blocking(*modules)
         + (FAKE if fake else "")
         + "from gbp_cli.cli.main import main; main(sys.argv[1:])"
     )

@@ -4,6 +4,7 @@ accounted for, Grad-CAM anywhere, sanity on any model, and `gbp models`."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,8 @@ def factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / "mynets.py").write_text(FACTORY)
     (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(3)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    for module in ("mynets", "exits_on_import"):  # not another test's, imported in this process
+        monkeypatch.delitem(sys.modules, module, raising=False)
     return "mynets"
 
 

@@ -6,7 +6,6 @@ tests/test_evaluate_twins.py, Quantus as an oracle in tests/test_evaluate_oracle
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,33 +15,36 @@ from PIL import Image
 
 pytest.importorskip("scipy", reason="gbp evaluate needs scipy: the [evaluate] extra")
 
-from gbp_cli.backends.base import (  # noqa: E402
+from gbp_cli.backends.base import (
     Backend,
     Explanation,
     ModelInfo,
     Preprocessing,
     WeightsSpec,
 )
-from gbp_cli.faithfulness.baselines import edge_map  # noqa: E402
-from gbp_cli.faithfulness.evaluation import baseline_maps, evaluate  # noqa: E402
-from gbp_cli.faithfulness.metrics import (  # noqa: E402
+from gbp_cli.faithfulness.baselines import edge_map
+from gbp_cli.faithfulness.evaluation import baseline_maps, evaluate
+from gbp_cli.faithfulness.metrics import (
     ROAD_NOISE,
+    SCORES,
     TIES,
     Photo,
     Settings,
     copies_per_photo,
     perturbations,
 )
-from gbp_cli.faithfulness.removal import (  # noqa: E402
+from gbp_cli.faithfulness.removal import (
     gaussian_blur,
     linear_imputation,
     pixel_relevance,
     ranking,
     removed_counts,
 )
-from gbp_cli.faithfulness.summary import Cell, best, summarize, t_interval  # noqa: E402
-from gbp_cli.faithfulness.metrics import SCORES  # noqa: E402
-from tests.conftest import gbp, make_photo, one_line  # noqa: E402
+from gbp_cli.faithfulness.summary import Cell, best, summarize, t_interval, wins
+from tests import test_gallery
+from tests.conftest import gbp, one_line, run_gbp
+
+browser = test_gallery.browser  # the fixture: headless Chromium, once per module
 
 # --- toy models whose curves are known exactly --------------------------------------------------
 
@@ -110,7 +112,10 @@ def test_deletion_and_insertion_curves_worked_out_by_hand() -> None:
     toy = Toy(4, saliency, exact_ones)
     settings = Settings(metrics=("deletion", "insertion"), steps=4)
     result = run_toy(toy, columns_photo(), settings)
-    deletion, insertion = result.curves[("guided", "deletion")], result.curves[("guided", "insertion")]
+    deletion, insertion = (
+        result.curves[("guided", "deletion")],
+        result.curves[("guided", "insertion")],
+    )
     assert deletion.fractions.tolist() == [0, 0.25, 0.5, 0.75, 1]
     assert deletion.heights["deletion"] * 18 == pytest.approx([13, 9, 5, 1, 1], abs=1e-12)
     assert insertion.heights["insertion"] * 18 == pytest.approx([1, 5, 9, 13, 13], abs=1e-12)
@@ -124,7 +129,9 @@ def test_the_reversed_map_scores_worse_on_both() -> None:
     """Column 3 (the zeros) first: deletion keeps the class longer, insertion finds it later."""
     saliency = np.zeros((4, 4, 3))
     saliency[..., 0] = [1, 2, 3, 4]
-    result = run_toy(Toy(4, saliency, exact_ones), columns_photo(), Settings(("deletion", "insertion"), 4))
+    result = run_toy(
+        Toy(4, saliency, exact_ones), columns_photo(), Settings(("deletion", "insertion"), 4)
+    )
     assert result.curves[("guided", "deletion")].heights["deletion"] * 18 == pytest.approx(
         [13, 13, 9, 5, 1], abs=1e-12
     )
@@ -165,7 +172,7 @@ def test_every_copy_goes_through_the_forward_pass_in_batches_across_maps() -> No
     settings = Settings(metrics=("deletion", "insertion"), steps=4)
     photo = Photo.of("toy", columns_photo(), "cd" * 32)
     evaluate(toy, [photo], ["guided"], ["random", "edges"], settings, batch_size=7)
-    explain_pass, *passes = toy.passes
+    _explain, *passes = toy.passes
     assert copies_per_photo(settings, 3) == 3 + 3 * 2 * 3 == sum(passes)
     assert passes == [7, 7, 7]
 
@@ -213,7 +220,9 @@ def test_linear_imputation_is_the_weighted_mean_of_the_eight_neighbours() -> Non
     image[..., 1] = 7
     centre = linear_imputation(image, np.array([4]))
     assert centre[1, 1].tolist() == pytest.approx([4 / 6 + 16 / 12, 7])  # 1/6 · 4 + 1/12 · 16
-    assert np.array_equal(np.delete(centre.reshape(9, 2), 4, 0), np.delete(image.reshape(9, 2), 4, 0))
+    assert np.array_equal(
+        np.delete(centre.reshape(9, 2), 4, 0), np.delete(image.reshape(9, 2), 4, 0)
+    )
     # a corner has two direct neighbours and one diagonal one: weights renormalised
     corner = linear_imputation(image, np.array([0]))
     assert corner[0, 0, 0] == pytest.approx((1 / 6 + 1 / 6 + 0 / 12) / (5 / 12))
@@ -279,6 +288,11 @@ def test_the_best_map_per_score_follows_its_direction() -> None:
         ("b", "deletion", 0.2), ("b", "insertion", 0.5),
     ]  # fmt: skip
     assert best(cells, kinds) == {"deletion": "b", "insertion": "a"}
+    # paired, input by input: a removes worse than b on both inputs, and inserts better on both
+    assert wins(scores, ["a"], ["b"], kinds) == {
+        ("a", "b", "deletion"): 0,
+        ("a", "b", "insertion"): 2,
+    }
     assert isinstance(cells[0], Cell) and cells[0].inputs == 2
 
 
@@ -298,18 +312,24 @@ def test_the_table_marks_the_best_per_score_and_the_plot_has_its_record(
     out = tmp_path / "out"
     result = evaluate_run(photos, "-o", out, *FAST)
     assert result.exit_code == 0, result.output
-    header, *rows, legend = result.stdout.splitlines()
+    lines = result.stdout.splitlines()
+    (header, *rows, legend), paired = lines[:7], lines[7:]
     assert header.split() == ["map", "deletion", "↓", "insertion", "↑"]
     names = [r.split("  ")[0].strip() for r in rows]
     assert names == ["guided", "vanilla", "gradcam", "random (baseline)", "edges (baseline)"]
     assert sum(r.count(" *") for r in rows) == 2  # one best per column
     assert "95% t-interval" in legend and "lower is better" in legend
+    # then, per baseline, on how many of the 2 inputs each method beat it
+    assert [line.split("  ")[0] for line in paired] == [
+        "beats random on", "guided", "vanilla", "gradcam",
+        "beats edges on", "guided", "vanilla", "gradcam",
+    ]  # fmt: skip
+    assert all(cell.endswith("/2") for line in paired[1:4] for cell in line.split()[1:])
     with Image.open(out / "evaluate.png") as plot:
         record = json.loads(plot.info["gbp:settings"])
         assert plot.info["gbp:input"] == "2 inputs"
-    assert record["seed"] == "0" and record["steps"] == "4" and record["metrics"] == (
-        "deletion,insertion"
-    )
+    assert (record["seed"], record["steps"]) == ("0", "4")
+    assert record["metrics"] == "deletion,insertion"
     assert record["weights"].startswith("random (seed 0") and record["backend"] == "torch"
     assert "mean colour" in record["metric deletion"] and "sigma 5" in record["metric insertion"]
     again = evaluate_run(photos, "-o", out, *FAST, "--seed", "1")  # replaces its own plot
@@ -338,8 +358,22 @@ def test_json_gives_every_curve_then_the_summary(photos: Path, tmp_path: Path) -
         assert all(r["interval"][0] <= r["mean"] <= r["interval"][1] for r in mine)
     edges = next(r for r in summary if r["map"] == "edges" and r["score"] == "deletion")
     assert edges["baseline"] and edges["direction"] == "lower is better" and edges["inputs"] == 2
-    means = [r["scores"]["deletion"] for r in curves if r["map"] == "edges" and r["metric"] == "deletion"]
+    means = [
+        r["scores"]["deletion"] for r in curves if r["map"] == "edges" and r["metric"] == "deletion"
+    ]
     assert edges["mean"] == pytest.approx(sum(means) / 2)
+    assert "beats" not in edges
+    # a method's "beats": on how many inputs its score was better than the baseline's there
+    guided = next(r for r in summary if r["map"] == "guided" and r["score"] == "insertion")
+    by_input = {
+        (r["input"], r["map"]): r["scores"]["insertion"]
+        for r in curves
+        if r["metric"] == "insertion"
+    }
+    inputs = {r["input"] for r in curves}
+    for baseline in ("random", "edges"):
+        better = sum(by_input[(i, "guided")] > by_input[(i, baseline)] for i in inputs)
+        assert guided["beats"][baseline] == better
 
 
 @pytest.mark.usefixtures("fake")
@@ -366,9 +400,10 @@ def test_bad_inputs_are_one_line_each_and_the_run_goes_on(photos: Path, tmp_path
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert any(line.startswith("gbp: ") and "missing.jpg: no such file" in line for line in lines)
-    assert any("broken.png: corrupt or truncated image" in line for line in lines)
+    assert any("broken.png: not an image PIL can read" in line for line in lines)
     assert f"gbp: no images found under {empty}" in lines
-    assert len(result.stdout.splitlines()) == 1 + 5 + 1  # the table of the two good photos
+    # the table of the two good photos, then two blocks of wins against the baselines
+    assert len(result.stdout.splitlines()) == 1 + 5 + 1 + 2 * (1 + 3)
     assert "Traceback" not in result.output
 
 
@@ -392,10 +427,14 @@ def test_a_map_gbp_wrote_is_skipped_as_an_input(photos: Path, tmp_path: Path) ->
         (("--input-size", "64"), "--input-size and --normalize describe your own model"),
     ],
 )
-def test_usage_errors_are_one_line_and_exit_2(args: Sequence[str], message: str, photos: Path) -> None:
-    result = evaluate_run(photos, *args)
-    assert result.exit_code == 2
+def test_usage_errors_are_one_line_and_exit_2(
+    args: Sequence[str], message: str, photos: Path
+) -> None:
+    """In a process of its own: Click's own refusals become one line in gbp's main."""
+    result = run_gbp("evaluate", photos, "--weights", "random", *args, fake=True)
+    assert result.returncode == 2
     assert message in one_line(result.stderr)
+    assert result.stdout == ""
 
 
 @pytest.mark.usefixtures("fake")
@@ -410,7 +449,7 @@ def test_an_out_that_is_a_file_or_holds_a_users_file_is_never_written(
     out.mkdir()
     (out / "evaluate.png").write_bytes(b"my own picture")
     result = evaluate_run(photos, "-o", out, *FAST)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # said before the model loads, not after the work
     assert "is not a file gbp wrote; it was left alone" in one_line(result.stderr)
     assert (out / "evaluate.png").read_bytes() == b"my own picture"
 
@@ -443,3 +482,66 @@ def test_the_page_has_an_evaluation_section_and_a_row_per_input(
     assert again.exit_code == 1
     assert len(json.loads((out / "index.json").read_text())["rows"]) == 3
     assert 'id="evaluation"' in (out / "index.html").read_text()
+
+
+# --- no graph outlives a pass (torch) ----------------------------------------------------------
+
+WATCHED = "tests.watched_net:build"  # a tiny net whose ReLU nodes report whether they live
+
+
+@pytest.mark.torch
+def test_the_forward_passes_build_no_graph() -> None:
+    """Backend.predict runs under no_grad: no ReLU output has an autograd node to hook, so the
+    many perturbed copies leave nothing behind, and the logits are the explain pass's."""
+    from gbp_cli.backends import ModelSpec, open_backend
+    from tests import watched_net
+
+    backend = open_backend("torch", WeightsSpec("random"), "cpu", model=ModelSpec(WATCHED))
+    images = np.random.default_rng(0).standard_normal((3, 40, 48, 3)).astype(np.float32)
+    watched_net.NODES.clear()
+    logits = backend.predict(images)
+    assert watched_net.NODES == []
+    assert logits == pytest.approx(backend.explain(images, []).logits, abs=1e-6)
+    assert watched_net.NODES  # the explain pass does build one (the watch works)
+
+
+@pytest.mark.torch
+def test_an_evaluation_leaves_no_graph_behind(tmp_path: Path) -> None:
+    from tests.conftest import make_photo
+    from tests.test_memory import watched
+
+    for i in range(3):  # photos explained two at a time (--batch-size 16 / 8), copies by 16
+        make_photo(tmp_path / "in" / f"p{i}.png", seed=i)
+    args = ("--model", WATCHED, "--batch-size", "16", *FAST, "-o", tmp_path / "out")
+    with watched():
+        result = evaluate_run(tmp_path / "in", *args)
+    assert result.exit_code == 0, result.output
+
+
+# --- the page in a real browser ------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("fake")
+def test_the_evaluation_section_in_a_real_browser(photos: Path, tmp_path: Path, request) -> None:
+    """Headless Chromium (tests/test_gallery.py's), from file://: the section's table with the
+    best marked per column, its plot loaded, a row per input with its numbers, no script
+    error."""
+    from tests.test_gallery import errors, open_page, wait_for_images
+
+    driver = request.getfixturevalue("browser")
+    out = tmp_path / "out"
+    assert evaluate_run(photos, "-o", out, "--report", *FAST).exit_code == 0
+    open_page(driver, out / "index.html")
+    assert errors(driver) == []
+    section = driver.find_element("id", "evaluation")
+    assert section.is_displayed()
+    header = [th.text for th in section.find_elements("css selector", "thead th")]
+    assert header == ["map", "deletion (lower is better)", "insertion (higher is better)"]
+    rows = section.find_elements("css selector", "tbody tr")
+    assert [r.find_element("css selector", "th").text for r in rows][-1] == "edges (baseline)"
+    assert len(section.find_elements("css selector", "td.best")) == 2
+    plot = section.find_element("css selector", "img")
+    assert driver.execute_script("return arguments[0].naturalWidth", plot) > 0
+    assert len(driver.find_elements("css selector", "#rows .row")) == 2
+    assert wait_for_images(driver) == []
+    assert "evaluated" in driver.find_element("id", "facts").text

@@ -14,16 +14,16 @@ import pytest
 from gbp_cli.backends.stages import split
 from gbp_cli.backends.twins import table
 from gbp_cli.backends.twins.registry import load_all
-from tests.conftest import ROOT
+from tests.conftest import ROOT, blocking
 
 NAMES = (
     *("densenet121", "densenet169", "densenet201", "vgg16", "vgg19", "efficientnet_lite0"),
     *("mobilenet_v2", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
 )
 
-WITHOUT_FRAMEWORKS = """
-import sys
-sys.modules.update(dict.fromkeys(["torch", "torchvision", "tensorflow", "keras", "h5py"]))
+WITHOUT_FRAMEWORKS = (
+    blocking("torch", "torchvision", "tensorflow", "keras", "h5py")
+    + """
 import numpy as np
 from gbp_cli.backends.twins import table
 from gbp_cli.backends.twins.convert import architecture
@@ -38,6 +38,7 @@ for name, twin in load_all().items():
         assert architecture(state, "x") == name
     print(name, len(rows), stages[0][0], stages[-1][0])
 """
+)
 
 
 def test_the_registry_holds_every_twin_and_needs_no_framework() -> None:

@@ -80,7 +80,7 @@ def test_dry_run_lists_each_input_without_a_model(photos: Path, tmp_path: Path) 
     }
     assert rows["a.png"][1] == "kept"
     assert rows["b.jpg"][1] == "refused" and "not a file gbp wrote" in rows["b.jpg"][-1]
-    assert rows["notes.txt"][1:] == ["failed", "not an image by its name"]
+    assert rows["notes.txt"][1:] == ["failed", "not an image PIL can read"]
     assert rows["gone.png"][1:] == ["failed", "no such file"]
     records = [
         json.loads(r) for r in run_gbp(*args, "--json", block=FRAMEWORKS).stdout.splitlines()

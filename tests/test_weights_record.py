@@ -20,7 +20,7 @@ from PIL import Image
 from gbp_cli.backends import weights_source
 from gbp_cli.backends.base import ModelSpec, WeightsSpec
 from gbp_cli.outputs.model_record import model_record
-from tests.conftest import FRAMEWORKS, gbp, make_photo, one_line, run_gbp
+from tests.conftest import FRAMEWORKS, blocking, gbp, make_photo, one_line, run_gbp
 
 DENSENET_FILE = "densenet201-c1103571.pth"  # torchvision's DenseNet201_Weights.IMAGENET1K_V1
 KERAS_FILE = "densenet201_weights_tf_dim_ordering_tf_kernels.h5"
@@ -179,8 +179,8 @@ def test_keras_files_are_told_without_keras(tmp_path: Path) -> None:
     cached.parent.mkdir(parents=True)
     cached.write_bytes(seeded_bytes(2))
     code = (
-        "import sys; sys.modules.update(dict.fromkeys(['tensorflow', 'keras', 'torch']))\n"
-        "from gbp_cli.backends.base import ModelSpec, WeightsSpec\n"
+        blocking("tensorflow", "keras", "torch")
+        + "from gbp_cli.backends.base import ModelSpec, WeightsSpec\n"
         "from gbp_cli.outputs.model_record import model_record\n"
         "import json; print(json.dumps(model_record('tf', ModelSpec('keras:efficientnet_b0'), "
         "WeightsSpec('imagenet'), 'fp32')))"

@@ -125,6 +125,8 @@ class Run:
         self.sources: list[Source] = []  # beside each result
         self.entries: list[dict] = []  # --report: each input's row data
         self.started = time.perf_counter()
+        self.wall_started = time.time()  # the page's tidying judges temp files against it
+        self.where = ""  # " with torch on cpu", once the model is loaded
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -168,6 +170,7 @@ class Run:
     ) -> None:
         """The model is loaded: what every record and the table will say."""
         self.info, self.names, self.record = info, names, record
+        self.where = f" with {info.backend} on {info.device}"
         self.methods, self.baselines, self.settings = methods, baselines, settings
 
     def evaluate(
@@ -274,18 +277,22 @@ class Run:
 
     def finish(self) -> int:
         from gbp_cli.faithfulness.metrics import scores_of
-        from gbp_cli.faithfulness.summary import best, summarize
+        from gbp_cli.faithfulness.summary import best, summarize, wins
 
         kinds = scores_of(self.settings.metrics)
         maps = (*self.methods, *self.baselines)
-        cells = summarize((r.scores() for r in self.results), maps, kinds)
+        scores = [r.scores() for r in self.results]
+        cells = summarize(scores, maps, kinds)
         winners = best(cells, kinds)
+        beaten = wins(scores, self.methods, self.baselines, kinds)
         plot = None
         if self.results:
             if self.as_json:
-                self._summary_records(cells, winners, kinds)
+                self._summary_records(cells, winners, beaten, kinds)
             else:
                 for line in table_lines(cells, winners, kinds, maps, self.baselines):
+                    click.echo(line)
+                for line in wins_lines(beaten, self.methods, self.baselines, kinds, len(scores)):
                     click.echo(line)
             plot = self._plot(cells, maps)
         unwritten = 0
@@ -295,7 +302,9 @@ class Run:
             click.echo(self._closing_line(), err=True)
         return max(self.failures, unwritten)
 
-    def _summary_records(self, cells, winners: dict[str, str], kinds) -> None:
+    def _summary_records(
+        self, cells, winners: dict[str, str], beaten: dict[tuple[str, str, str], int], kinds
+    ) -> None:
         from gbp_cli.faithfulness.summary import INTERVAL
 
         direction = {k.name: k for k in kinds}
@@ -314,6 +323,8 @@ class Run:
                 "inputs": cell.inputs,
                 "best": winners.get(cell.score) == cell.map,
             }
+            if cell.map not in self.baselines:  # on how many inputs it beat each baseline
+                record["beats"] = {b: beaten[(cell.map, b, cell.score)] for b in self.baselines}
             click.echo(json.dumps(record | self._about(), ensure_ascii=False))
 
     def _plot(self, cells, maps: Sequence[str]) -> Path | None:
@@ -366,7 +377,7 @@ class Run:
         seconds = time.perf_counter() - self.started
         header = gallery.evaluate_header(self.info, self.methods, seconds, summary, plot)
         try:
-            gallery.update(self.out_dir, self.entries, header, None, self._log)
+            gallery.update(self.out_dir, self.entries, header, self.wall_started, self._log)
         except gallery.ReportNotWritten as e:
             click.echo(f"gbp: {e}", err=True)
             return 1
@@ -384,6 +395,7 @@ class Run:
             f"gbp: {inputs} {noun} ({done} evaluated, {self.failures} failed) in "
             f"{time.perf_counter() - self.started:.1f} s"
         )
+        text += self.where
         if self.skipped:
             text += f"; {self.skipped} of gbp's own outputs skipped as inputs"
         return text
@@ -419,4 +431,29 @@ def table_lines(
         f"↓ lower is better, ↑ higher is better; [low, high]: {INTERVAL} ({inputs}); * best in "
         "its column"
     )
+    return lines
+
+
+def wins_lines(
+    beaten: dict[tuple[str, str, str], int],
+    methods: Sequence[str],
+    baselines: Sequence[str],
+    kinds: Sequence,
+    inputs: int,
+) -> list[str]:
+    """Per baseline, on how many inputs each method's map did better than it, score by score:
+    the comparison on the same photos, which the intervals above (wide with few photos, since
+    photos differ more than maps do) cannot show."""
+    lines = []
+    for baseline in baselines:
+        headers = [f"beats {baseline} on", *(k.name for k in kinds)]
+        rows = [
+            [method, *(f"{beaten[(method, baseline, k.name)]}/{inputs}" for k in kinds)]
+            for method in methods
+        ]
+        widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+        lines += [
+            "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+            for r in [headers, *rows]
+        ]
     return lines

@@ -257,8 +257,9 @@ def evaluate(ctx: click.Context, inputs: tuple[str, ...], **chosen) -> None:
     least-relevant-first with noisy linear imputation, so the removed region's shape does not
     give the class away (MoRF lower, LeRF higher, their gap higher is better). A random map and
     the photo's edges (Sobel) are scored beside the methods: a map worth trusting beats both.
-    Prints a table (mean and 95% t-interval over the inputs, the best per score marked), writes
-    OUT/evaluate.png (the mean curves); --json gives every curve.
+    Prints a table (mean and 95% t-interval over the inputs, the best per score marked) and, per
+    baseline, on how many inputs each method beat it; writes OUT/evaluate.png (the mean curves);
+    --json gives every curve.
     """
     from gbp_cli.cli.evaluate import evaluate_command
 

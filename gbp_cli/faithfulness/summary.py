@@ -72,3 +72,25 @@ def best(cells: Sequence[Cell], kinds: Sequence[Score]) -> dict[str, str]:
             pick = min if kind.lower_is_better else max
             chosen[kind.name] = pick(mine, key=lambda c: c.mean).map
     return chosen
+
+
+def wins(
+    scores: Sequence[dict[tuple[str, str], float]],
+    methods: Sequence[str],
+    baselines: Sequence[str],
+    kinds: Sequence[Score],
+) -> dict[tuple[str, str, str], int]:
+    """(method, baseline, score) → on how many inputs the method's map did strictly better than
+    the baseline's on that input: a paired comparison, which the photos' own spread (most of the
+    intervals' width) does not blur."""
+    counted = {}
+    for method in methods:
+        for baseline in baselines:
+            for kind in kinds:
+                sign = -1 if kind.lower_is_better else 1
+                counted[(method, baseline, kind.name)] = sum(
+                    sign * (each[(method, kind.name)] - each[(baseline, kind.name)]) > 0
+                    for each in scores
+                    if (method, kind.name) in each and (baseline, kind.name) in each
+                )
+    return counted

@@ -24,7 +24,7 @@ from urllib.parse import quote
 from gbp_cli.backends.base import ModelInfo
 from gbp_cli.errors import GbpError, RunStopped
 from gbp_cli.gallery import shape
-from gbp_cli.gallery.rows import THUMBS, evaluate_rows, explain_rows, sanity_rows
+from gbp_cli.gallery.rows import THUMB_FOLDERS, THUMBS, evaluate_rows, explain_rows, sanity_rows
 from gbp_cli.gallery.shape import FORMAT, STATUSES
 from gbp_cli.outputs.atomic import remove_stale_temps, write_atomic
 from gbp_cli.outputs.containment import Outside, ensure_inside
@@ -136,10 +136,9 @@ def check(out_dir: Path) -> None:
         for name in (PAGE, DATA, SCRIPT):
             _check_ours(out_dir / name)
         _load(out_dir / DATA)
-        lock = out_dir / LOCK
-        if os.path.islink(lock):
-            raise GbpError(f"{lock} is a symbolic link; gbp writes nothing through one: remove it")
-        ensure_inside(out_dir, out_dir / THUMBS / "x")
+        ensure_inside(out_dir, out_dir / LOCK)  # a link inside OUT fails when opened (_locked)
+        for folder in THUMB_FOLDERS:
+            ensure_inside(out_dir, out_dir / THUMBS / folder / "x")
 
 
 # --- the data file and the page --------------------------------------------------------------

@@ -30,6 +30,8 @@ from gbp_cli.outputs.atomic import FULL_DISK, AtomicFile, remove_stale_temps
 from gbp_cli.outputs.containment import ensure_inside
 
 THUMBS = ".thumbs"
+# its folders: the photos' thumbnails, the copies of photos browsers do not show, the maps'
+THUMB_FOLDERS = ("inputs", "photos", "maps")
 THUMB, WIDE_THUMB = 224, 1200  # longest side in pixels: a row's pictures; sanity's figures
 VIEW = 2048  # longest side of the JPEG a photo's link opens where browsers cannot show the photo
 BROWSER_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "AVIF", "ICO"})
