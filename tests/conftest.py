@@ -74,7 +74,7 @@ def blocking(*modules: str) -> str:
         "    def __init__(self, finder):\n"
         "        self.finder = finder\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        f"        if name.partition('.')[0] in {sorted(modules)!r}:\n"
+        f"        if any(name == m or name.startswith(m + '.') for m in {sorted(modules)!r}):\n"
         "            return None\n"
         "        return self.finder.find_spec(name, path, target)\n"
         "    def __getattr__(self, name):\n"
