@@ -14,12 +14,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MORE = {  # file: (package, what, licence)
-    "camera.png": ("skimage", "a photographer with a camera on a tripod (grey)", "CC0, Lav Varshney"),
-    "clock_motion.png": ("skimage", "a wall clock, motion-blurred (grey)", "public domain, Stefan van der Walt"),
-    "coins.png": ("skimage", "Greek coins (grey)", "no known copyright restrictions, Brooklyn Museum"),
+    "camera.png": ("skimage", "a photographer, camera on a tripod (grey)", "CC0, Lav Varshney"),
+    "clock_motion.png": ("skimage", "a wall clock, motion-blurred (grey)", "public domain"),
+    "coins.png": ("skimage", "Greek coins (grey)", "no known copyright restrictions"),
     "china.jpg": ("sklearn", "a temple in China", "CC BY 2.0, danielbuechele on Flickr"),
     "flower.jpg": ("sklearn", "a flower", "CC BY 2.0, vultilion on Flickr"),
-}  # fmt: skip
+}
 
 
 def folder_of(package: str) -> Path:
