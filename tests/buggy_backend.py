@@ -1,5 +1,6 @@
-"""A stand-in backend whose second batch meets a bug (a KeyError), as gbp's own code might."""
+"""A stand-in backend that meets a bug (a KeyError) on a batch holding a white photo, as gbp's
+own code might."""
 
-from tests.raising_backend import failing_on_batch_2
+from tests.raising_backend import failing_on_white
 
-load = failing_on_batch_2(lambda: KeyError("planner"))
+load = failing_on_white(lambda: KeyError("planner"))
