@@ -171,6 +171,29 @@ def cases(folder: Path, scratch: Path) -> dict[str, list[str]]:
     }
 
 
+def all_cores(mix: Path, phone: Path, scratch: Path) -> dict[str, list[str]]:
+    """Item 5: the CPU side in worker processes (engines.helpers). With the stand-in backend it
+    sets the pace, so the pool starts by itself (after PACED_BATCHES batches: not in a run of
+    one batch) or forced; DenseNet201 sets the pace, so none starts unless
+    forced (GBP_HELPER_PROCESSES=2), which shows what the workers take from the model's threads.
+    `env` execs the command, so its peak memory is still measured."""
+    out = scratch / "out"
+    alone = ["env", "GBP_HELPER_PROCESSES=0"]
+    pool = ["env", "-u", "GBP_HELPER_PROCESSES"]
+    forced = ["env", "GBP_HELPER_PROCESSES=2"]
+    stand_in = ("--backend", "tests.fake_backend")
+    return {
+        "stand-in, mix: one process": alone + gbp(mix, out / "a", *stand_in),
+        "stand-in, mix: by the pace (default)": pool + gbp(mix, out / "b", *stand_in),
+        "stand-in, mix: 2 workers forced": forced + gbp(mix, out / "h", *stand_in),
+        "stand-in, phone: one process": alone + gbp(phone, out / "c", *stand_in),
+        "stand-in, phone: 2 workers forced": forced + gbp(phone, out / "d", *stand_in),
+        "DenseNet201, mix: one process": alone + gbp(mix, out / "e"),
+        "DenseNet201, mix: by the pace (default)": pool + gbp(mix, out / "f"),
+        "DenseNet201, mix: 2 workers forced": forced + gbp(mix, out / "g"),
+    }
+
+
 def turn_about(commands: dict[str, list[str]], repeat: int, scratch: Path) -> dict[str, dict]:
     """Each command once to warm caches, then `repeat` rounds in turn; the median wall time."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -322,6 +345,39 @@ def table(results: dict) -> str:
         _target("phone: peak RSS, GB", phone_peak, 3.0, "GB"),
         _target("phone: a map's PNG, MB", results["png_mb"]["color"], 1.5, "MB"),
     ]
+    cores = results.get("cores")
+    if cores:
+        t = {k: v["seconds"] for k, v in cores.items()}
+        lines += [
+            "",
+            f"All cores ({os.cpu_count()} here): decoding, rendering and encoding in worker "
+            "processes once the model waits for them (whole processes, median seconds):",
+            "",
+            "| stand-in backend | one process | by the pace (default) | 2 workers forced |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, folder in (
+            ("48 mixed", "mix"),
+            ("8 phone (one batch: no pool by pace)", "phone"),
+        ):
+            one = t[f"stand-in, {folder}: one process"]
+            paced = t.get(f"stand-in, {folder}: by the pace (default)")
+            many = t[f"stand-in, {folder}: 2 workers forced"]
+            shown = "–" if paced is None else f"{paced:.2f} s ({one / paced:.2f}×)"
+            lines.append(f"| {name} | {one:.2f} s | {shown} | {many:.2f} s ({one / many:.2f}×) |")
+        one = t["DenseNet201, mix: one process"]
+        lines += [
+            "",
+            "| DenseNet201, 48 mixed | seconds | / one process |",
+            "|---|---:|---:|",
+            f"| one process (no workers) | {one:.1f} | 1.00× |",
+            f"| by the pace, the default (the model sets it: no pool) "
+            f"| {t['DenseNet201, mix: by the pace (default)']:.1f} "
+            f"| {t['DenseNet201, mix: by the pace (default)'] / one:.2f}× |",
+            f"| 2 workers forced beside the model's threads "
+            f"| {t['DenseNet201, mix: 2 workers forced']:.1f} "
+            f"| {t['DenseNet201, mix: 2 workers forced'] / one:.2f}× |",
+        ]
     lines += ["", "CPU of one core per photo outside the model (stand-in backend), ms:", ""]
     stages = list(next(iter(results["stages"].values())))
     lines.append("| photos, format | " + " | ".join(stages) + " | total | goal |")
@@ -378,6 +434,11 @@ def main() -> None:
             results["png_mb"] = output_sizes(scratch)
         shutil.rmtree(scratch, ignore_errors=True)
         print(name, json.dumps({k: round(v["seconds"], 2) for k, v in results[name].items()}))
+    if not args.cpu_only:
+        scratch = Path(tempfile.mkdtemp(prefix="gbp-throughput-cores-"))
+        results["cores"] = turn_about(all_cores(mix, phone, scratch), args.repeat, scratch)
+        shutil.rmtree(scratch, ignore_errors=True)
+        print("cores", json.dumps({k: round(v["seconds"], 2) for k, v in results["cores"].items()}))
     sys.path.insert(0, str(ROOT))
     results["stages"] = {
         f"{name}, {fmt}": stage_costs(folder, fmt, method)

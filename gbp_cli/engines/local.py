@@ -1,12 +1,14 @@
 """The explain stage over many inputs: prepared batches → backend → maps → encoded → stored.
 
 Three stages overlap: photos are decoded a window ahead in helper threads, the backend computes
-in this one, and the previous batch is rendered and written in other helpers. Results come back
-in input order, one per input.
+in this one, and the previous batch is rendered and written in other helpers. Once the model
+waits for them, decoding and rendering move to worker processes (engines.helpers). Results come
+back in input order, one per input.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Iterable
@@ -17,12 +19,14 @@ import numpy as np
 from gbp_cli.backends.base import Backend, Explanation
 from gbp_cli.engines.base import Job, Progress, Report, Result, Summary, record_of
 from gbp_cli.engines.batching import batched, helper_threads, prefetch
+from gbp_cli.engines.helpers import Helpers
 from gbp_cli.engines.writing import write_result
 from gbp_cli.errors import InputError, NotAnInput, RunStopped
 from gbp_cli.inputs.find import Source
 from gbp_cli.inputs.preprocess import Prepared, prepare
 from gbp_cli.outputs.planning import Planned, predictions
 from gbp_cli.outputs.store import Store
+from gbp_cli.render.encode import encode
 from gbp_cli.saliency.maps import explain_maps
 from gbp_cli.saliency.model import ModelChoice
 
@@ -59,8 +63,11 @@ def _run(
     share = 1.0 / job.planner.outputs.passes  # of an image, per pass
     preprocessing = backend.info.preprocessing
 
+    helpers = Helpers()
+    encoder = functools.partial(helpers.run, encode)
+
     def load(source: Source) -> Prepared:
-        return prepare(source.path, job.resize, keep_photo, preprocessing, bound)
+        return helpers.run(prepare, source.path, job.resize, keep_photo, preprocessing, bound)
 
     def flush(slots: list[Result | Future[Result]]) -> None:
         for slot in slots:
@@ -69,10 +76,15 @@ def _run(
             report(result)
 
     pending: list[Result | Future[Result]] | None = None
-    threads = helper_threads()
+    threads = max(helper_threads(), helpers.size)  # a thread waits on each worker process
     loaded = prefetch(sources, load, ahead=2 * job.batch_size, workers=threads)
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gbp-write") as writer:
+    fetched = time.perf_counter()
+    with (
+        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gbp-write") as writer,
+        contextlib.closing(helpers),
+    ):
         for batch in batched(loaded, job.batch_size):
+            waited, computed = time.perf_counter() - fetched, 0.0  # for this batch's photos
             slots: list[Result | Future[Result] | None] = []
             ready: list[tuple[int, Source, Prepared]] = []
             for source, future in batch:
@@ -95,8 +107,9 @@ def _run(
                     if pending is not None:  # the batch before was written: say so first
                         flush(pending)
                     raise
-                each = (time.perf_counter() - start) / len(ready)
-                summary.compute_seconds += each * len(ready)
+                computed = time.perf_counter() - start
+                each = computed / len(ready)
+                summary.compute_seconds += computed
                 for i, (slot, source, prepared) in enumerate(ready):
                     planned = _claim(source, prepared, explanation, i, job)
                     if isinstance(planned, Result):
@@ -104,11 +117,15 @@ def _run(
                         continue
                     slots[slot] = writer.submit(
                         write_result, i, source, prepared, explanation, maps, planned, each, job,
-                        store,
+                        store, encoder,
                     )  # fmt: skip
             if pending is not None:
+                flushing = time.perf_counter()
                 flush(pending)  # the previous batch was written while this one computed
+                waited += time.perf_counter() - flushing
             pending = slots  # type: ignore[assignment]
+            helpers.paced(waited, computed)
+            fetched = time.perf_counter()
         if pending is not None:
             flush(pending)
     return summary

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,11 @@ def write_result(
     share: float,
     job: Job,
     store: Store,
+    encoder: Callable[..., bytes] = encode,
 ) -> Result:
     """Image `i` of a computed batch: its predictions, and every planned output rendered and
-    stored (or, for `-o -`, written to stdout)."""
+    stored (or, for `-o -`, written to stdout). `encoder` is `encode`, maybe run in a worker
+    process (engines.helpers)."""
     begun = time.perf_counter()
     logits = explanation.logits[i]
     result = Result(
@@ -49,7 +52,7 @@ def write_result(
         for output in planned:
             image_maps = [{m: v[i, k] for m, v in maps.items()} for k in output.ranks]
             tags = [Caption(t.index, t.label, t.probability) for t in output.targets]
-            data = encode(
+            data = encoder(
                 output.method, output.format, image_maps, prepared, tags, info,
                 job.planner.outputs, output.provenance, explanation.ordinary,
             )  # fmt: skip
