@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import sys
@@ -40,7 +39,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from timing import into_readme, turn_about  # noqa: E402
+from timing import publish, turn_about  # noqa: E402
 
 if TYPE_CHECKING:
     from gbp_cli.backends import Backend
@@ -104,12 +103,7 @@ def main() -> None:
         "ms": ms,
         "quantus": quantus_row,
     }
-    (HERE / "results-faithfulness.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = render(results)
-    (HERE / "results-faithfulness.md").write_text(table)
-    print(table)
-    if args.readme:
-        into_readme("faithfulness-bench", table)
+    publish("faithfulness", results, render(results), args.readme, "faithfulness-bench")
 
 
 def against_quantus(backend: Backend, photo: Photo) -> dict[str, Callable[[], None]]:

@@ -43,7 +43,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from timing import into_readme  # noqa: E402
+from timing import publish  # noqa: E402
 
 MIX_SIZES = ((224, 224), (500, 375), (375, 500), (640, 480), (800, 600), (1024, 768),
              (1411, 1058), (1058, 1411))  # fmt: skip
@@ -449,12 +449,7 @@ def main() -> None:
     if args.cpu_only:
         print(json.dumps({k: results[k] for k in ("stages", "png")}, indent=1))
         return
-    (HERE / "results-throughput.json").write_text(json.dumps(results, indent=1) + "\n")
-    text = table(results)
-    (HERE / "results-throughput.md").write_text(text)
-    print(text)
-    if args.readme:
-        into_readme("throughput", text)
+    publish("throughput", results, table(results), args.readme)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+HERE = Path(__file__).resolve().parent
+README = HERE.parent / "README.md"
 
 
 def turn_about(steps: dict[str, Callable[[], object]], repeat: int, per: int) -> dict[str, float]:
@@ -29,3 +31,13 @@ def into_readme(marker: str, text: str) -> None:
     start, end = f"<!-- {marker}:start -->\n", f"<!-- {marker}:end -->"
     head, rest = README.read_text().split(start)
     README.write_text(head + start + text + rest[rest.index(end) :])
+
+
+def publish(name: str, results: dict, text: str, readme: bool, marker: str | None = None) -> None:
+    """bench/results-NAME.json and .md, the table printed, and with `readme` put into README.md
+    between its markers (`marker`, else NAME)."""
+    (HERE / f"results-{name}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (HERE / f"results-{name}.md").write_text(text)
+    print(text)
+    if readme:
+        into_readme(marker or name, text)
