@@ -439,3 +439,20 @@ def test_the_thumbnail_of_a_heic_is_made_where_no_decode_registered_the_plugin(
     )
     assert run.stdout.strip() == "True True", run.stderr
     assert pixels_of(tmp_path / "out" / "v.jpg").shape == (64, 96, 3)
+
+
+def test_the_ray_engine_reads_them_as_the_local_engine_does(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="needs Ray Data: pip install 'gbp-saliency[ray]'")
+    folder = tmp_path / "phone"
+    save_heic(folder / "IMG_0001.HEIC", Image.fromarray(pixels(tmp_path, 6)))
+    save_avif(folder / "IMG_0002.avif", Image.fromarray(pixels(tmp_path, 7)))
+    make_photo(folder / "b.jpg", seed=7)
+    args = ["explain", folder, "-q", "--backend", "tests.fake_backend", "--format", "overlay"]
+    local = gbp(*args, "-o", tmp_path / "local")
+    remote = gbp(*args, "-o", tmp_path / "ray", "--engine", "ray")
+    assert local.exit_code == remote.exit_code == 0, remote.output
+    assert len(local.stdout.splitlines()) == 3
+    assert local.stdout.replace("local", "ray") == remote.stdout
+    for made in (tmp_path / "local").rglob("*.png"):
+        twin = tmp_path / "ray" / made.relative_to(tmp_path / "local")
+        assert twin.read_bytes() == made.read_bytes()  # the overlays drawn on the same photos
