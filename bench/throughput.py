@@ -350,7 +350,7 @@ def table(results: dict) -> str:
         t = {k: v["seconds"] for k, v in cores.items()}
         lines += [
             "",
-            f"All cores ({os.cpu_count()} here): decoding, rendering and encoding in worker "
+            "All cores (the machine above): decoding, rendering and encoding in worker "
             "processes once the model waits for them (whole processes, median seconds):",
             "",
             "| stand-in backend | one process | by the pace (default) | 2 workers forced |",

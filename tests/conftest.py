@@ -109,7 +109,8 @@ def run_gbp(
         capture_output=True,
         text=text,
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        # a blocked module is hidden in this process only: no worker processes beside it
+        env={**os.environ, **({"GBP_HELPER_PROCESSES": "0"} if block else {}), **(env or {})},
         input=input,
         timeout=300,
     )

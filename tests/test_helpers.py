@@ -67,7 +67,17 @@ def test_the_environment_forces_or_forbids_the_pool(monkeypatch: pytest.MonkeyPa
     never = Helpers()
     for _ in range(10):
         never.paced(waited=1.0, computed=0.0)
-    assert started == [] and never.run(os.getpid) == os.getpid()  # here, in this process
+    assert started == [] and never.lane(os.getpid)() == os.getpid()  # here, in this process
     monkeypatch.setenv(ENVIRONMENT, "3")
     Helpers()
     assert started == [3]
+
+
+def test_a_started_pool_runs_the_work_in_other_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENVIRONMENT, "2")
+    pool = Helpers()
+    try:
+        ran_in = {pool.lane(os.getpid)() for _ in range(8)}
+    finally:
+        pool.close()
+    assert os.getpid() not in ran_in and 1 <= len(ran_in) <= 2

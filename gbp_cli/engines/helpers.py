@@ -13,9 +13,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import forkserver, resource_tracker
 from typing import TypeVar
+
+from gbp_cli.engines.batching import helper_threads
 
 T = TypeVar("T")
 
@@ -51,7 +55,7 @@ def _quiet() -> None:
 
 
 class Helpers:
-    """Runs a function here, or in the pool once it is started."""
+    """Runs the engine's CPU work here, or in the pool once it is started."""
 
     def __init__(self) -> None:
         forced = planned_processes()
@@ -62,11 +66,19 @@ class Helpers:
         if forced:
             self.start()
 
-    def run(self, work: Callable[..., T], *args: object) -> T:
-        pool = self.pool
-        if pool is None:
-            return work(*args)
-        return pool.submit(work, *args).result()
+    def lane(self, work: Callable[..., T]) -> Callable[..., T]:
+        """`work` as the engine's threads call it: in this process at most helper_threads() at
+        a time (the threads beyond, there for the pool, wait), in the pool once it is started."""
+        here = threading.BoundedSemaphore(helper_threads())
+
+        def run(*args: object) -> T:
+            pool = self.pool
+            if pool is not None:
+                return pool.submit(work, *args).result()
+            with here:
+                return work(*args)
+
+        return run
 
     def paced(self, waited: float, computed: float) -> None:
         """After a batch: start the pool once the model has waited longer for this work than it
@@ -82,8 +94,27 @@ class Helpers:
         # forkserver: a fresh process forks the workers, never this one with its framework's
         # threads (a fork of those can deadlock)
         methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        method = "forkserver" if "forkserver" in methods else "spawn"
+        self._start_servers(method)
+        context = multiprocessing.get_context(method)
         self.pool = ProcessPoolExecutor(self.size, mp_context=context, initializer=_quiet)
+
+    @staticmethod
+    def _start_servers(method: str) -> None:
+        """multiprocessing's own server processes (the resource tracker, the fork server),
+        started with a hang-up ignored, as the workers ignore it: a SIGHUP to the process group
+        is the main process's to handle, and a server it killed is relaunched with tracebacks."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals are set from the main thread only; the servers start on first use
+        hangup = getattr(signal, "SIGHUP", None)
+        previous = signal.signal(hangup, signal.SIG_IGN) if hangup is not None else None
+        try:
+            resource_tracker.ensure_running()
+            if method == "forkserver":
+                forkserver.ensure_running()
+        finally:
+            if hangup is not None:
+                signal.signal(hangup, previous)
 
     def close(self) -> None:
         if self.pool is not None:

@@ -64,10 +64,10 @@ def _run(
     preprocessing = backend.info.preprocessing
 
     helpers = Helpers()
-    encoder = functools.partial(helpers.run, encode)
+    encoder, preparer = helpers.lane(encode), helpers.lane(prepare)
 
     def load(source: Source) -> Prepared:
-        return helpers.run(prepare, source.path, job.resize, keep_photo, preprocessing, bound)
+        return preparer(source.path, job.resize, keep_photo, preprocessing, bound)
 
     def flush(slots: list[Result | Future[Result]]) -> None:
         for slot in slots:
@@ -124,7 +124,8 @@ def _run(
                 flush(pending)  # the previous batch was written while this one computed
                 waited += time.perf_counter() - flushing
             pending = slots  # type: ignore[assignment]
-            helpers.paced(waited, computed)
+            if ready:  # a batch all kept or failed says nothing of the model's pace
+                helpers.paced(waited, computed)
             fetched = time.perf_counter()
         if pending is not None:
             flush(pending)
