@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -40,7 +39,7 @@ SETTLE = 50  # photos before the slope is taken
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 sys.path.insert(0, str(HERE))
-from timing import into_readme  # noqa: E402
+from timing import into_readme, machine  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -285,15 +284,6 @@ def other_tree(tree: Path) -> Path:
     shutil.copytree(tree / "gbp_cli", staged / "gbp_cli")
     shutil.copytree(tree / "backends", staged / "gbp_cli" / "backends")
     return staged
-
-
-def machine() -> str:
-    cpu = platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def working(row: dict) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:

@@ -27,7 +27,6 @@ import contextlib
 import io
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -43,14 +42,16 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from timing import publish  # noqa: E402
+from timing import machine, publish  # noqa: E402
 
 MIX_SIZES = ((224, 224), (500, 375), (375, 500), (640, 480), (800, 600), (1024, 768),
              (1411, 1058), (1058, 1411))  # fmt: skip
 PHONE = (4032, 3024)
 
-FLOOR = """
-import sys, time
+# Both scripts' start: DenseNet201 with gbp's seeded weights, channels-last, frozen; ImageNet's
+# normalisation.
+NETWORK = """
+import sys
 from pathlib import Path
 import numpy as np, torch, torchvision
 from PIL import Image
@@ -64,6 +65,11 @@ for p in model.parameters():
     p.requires_grad_(False)
 mean = np.array([0.485, 0.456, 0.406], np.float32)
 std = np.array([0.229, 0.224, 0.225], np.float32)
+"""
+
+FLOOR = (
+    NETWORK
+    + """
 paths = sorted(Path(sys.argv[1]).glob("*.jpg"))
 for start in range(0, len(paths), 8):
     batch = []
@@ -75,22 +81,12 @@ for start in range(0, len(paths), 8):
     logits = model(x)
     torch.autograd.grad(logits.gather(1, logits.argmax(1, keepdim=True)).sum(), x)
 """
+)
 
-CAPTUM = """
-import sys
-from pathlib import Path
-import numpy as np, torch, torchvision
-from PIL import Image
+CAPTUM = (
+    NETWORK
+    + """
 from captum.attr import GuidedBackprop
-from gbp_cli.backends.twins.densenet import random_weights
-model = torchvision.models.densenet201().eval()
-state = random_weights("densenet201", 1000, 0)
-model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-model = model.to(memory_format=torch.channels_last)
-for p in model.parameters():
-    p.requires_grad_(False)
-mean = np.array([0.485, 0.456, 0.406], np.float32)
-std = np.array([0.229, 0.224, 0.225], np.float32)
 explainer = GuidedBackprop(model)
 paths = sorted(Path(sys.argv[1]).glob("*.jpg"))
 out = Path(sys.argv[2])
@@ -109,15 +105,7 @@ for start in range(0, len(paths), 8):
         picture = np.clip((g - g.mean()) / (g.std() + 1e-12) * 0.1 + 0.5, 0, 1)
         Image.fromarray((picture * 255).astype(np.uint8)).save(out / f"{name}.png")
 """
-
-
-def machine() -> str:
-    cpu = platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+)
 
 
 def jpegs(folder: Path, sizes: list[tuple[int, int]]) -> Path:
