@@ -636,23 +636,19 @@ def test_a_library_call_changes_no_global_setting_of_torch_or_python(photo: Path
     from gbp_cli import Explainer
     from tests.tiny_nets import build
 
-    settings = (
-        torch.is_grad_enabled(),
-        torch.get_num_threads(),
-        torch.backends.cudnn.allow_tf32,
-        torch.backends.cuda.matmul.allow_tf32,
-        list(warnings.filters),
-        dict(os.environ),
-    )
+    def settings() -> tuple:
+        return (
+            torch.is_grad_enabled(),
+            torch.get_num_threads(),
+            torch.backends.cudnn.allow_tf32,
+            torch.backends.cuda.matmul.allow_tf32,
+            list(warnings.filters),
+            dict(os.environ),
+        )
+
+    before = settings()
     Explainer(build(), input_size=SIZE).explain([photo, photo], method=["guided", "gradcam"])
-    assert settings == (
-        torch.is_grad_enabled(),
-        torch.get_num_threads(),
-        torch.backends.cudnn.allow_tf32,
-        torch.backends.cuda.matmul.allow_tf32,
-        list(warnings.filters),
-        dict(os.environ),
-    )
+    assert settings() == before
 
 
 # The README's Python section, run as written.
