@@ -27,6 +27,7 @@ import numpy as np
 from gbp_cli.backends.base import Backend, Explanation, ModelInfo
 from gbp_cli.engines.base import Job, Progress, Report, Summary, record_of
 from gbp_cli.engines.ray_cluster import (
+    RUN_ENDED,
     actor_pool,
     cause,
     check_resources,
@@ -199,6 +200,7 @@ def run(
         e.summary = summary
         raise
     finally:
+        RUN_ENDED.set()  # what Ray says of the job's teardown from now on is not the user's news
         if batches is not None and hasattr(batches, "close"):
             batches.close()  # Ctrl-C or a stop: Ray Data cancels its tasks, which clean up
         if model.started_ray:  # no worker outlives the run

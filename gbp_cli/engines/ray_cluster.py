@@ -197,9 +197,14 @@ def cause(error: Exception) -> Exception:
     return GbpError(str(error).strip().splitlines()[-1])
 
 
+RUN_ENDED = threading.Event()  # set when a run ends: Ray's notes on its teardown are not news
+
+
 def errors_to_stderr(ray: Any) -> None:
     """Ray prints its raylet's messages (a worker died, a task will be retried) on the driver's
-    stdout, which carries gbp's data: they go to stderr instead, one `gbp: Ray:` line each."""
+    stdout, which carries gbp's data: they go to stderr instead, one `gbp: Ray:` line each,
+    while a run lasts (after its last line, one on the actors it cancelled would follow it)."""
+    RUN_ENDED.clear()
     module = getattr(getattr(ray, "_private", None), "worker", None)
     original = getattr(module, "print_to_stdstream", None)
     if original is None or getattr(original, "gbp", False):
@@ -208,6 +213,8 @@ def errors_to_stderr(ray: Any) -> None:
     def rerouted(data: dict, ignore_prefix: bool) -> None:
         if data.get("pid") != "raylet" or data.get("is_err"):
             return original(data, ignore_prefix)
+        if RUN_ENDED.is_set():
+            return
         for message in data.get("lines", []):
             click.echo(f"gbp: Ray: {' '.join(str(message).split())}", err=True)
 
